@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The course's two commands (see README):
+#   bash course.sh lab    set up (first time) and open the course in JupyterLab
+#   bash course.sh test   set up (first time) and run the whole test suite, notebooks included
+# Environment: TL_VENV (virtualenv folder, default .venv), TL_PYTHON (python to create it with),
+# TL_TORCH (pip spec for PyTorch), TLHELPERS_ARCHIVE (a cifar10-jpg.tar.gz to use offline),
+# TLHELPERS_HOME (data cache, default ~/.cache/tlhelpers).
+set -euo pipefail
+cd "$(dirname "$0")"
+cmd=${1:-}
+case "$cmd" in lab|test) ;; *) echo "usage: bash course.sh lab|test" >&2; exit 2 ;; esac
+shift
+
+VENV=${TL_VENV:-.venv}
+PY=${TL_PYTHON:-python3}
+TORCH=${TL_TORCH:-torch==2.14.1 torchvision==0.29.1}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
+  echo "==> installing PyTorch ($TORCH)"
+  "$VPY" -m pip install -q --disable-pip-version-check $TORCH
+fi
+if ! "$VPY" -c "import tlhelpers, nbval, jupyterlab" 2>/dev/null; then
+  echo "==> installing the course package and its tools"
+  "$VPY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+fi
+
+# Data: the course's JPEG copy of CIFAR-10 if one is at hand (offline), else torchvision's download.
+archive=${TLHELPERS_ARCHIVE:-../shared/data/cifar10-jpg.tar.gz}
+if [ -f "$archive" ]; then
+  "$VPY" -m tlhelpers prefetch --archive "$archive" --data-only
+else
+  "$VPY" -m tlhelpers prefetch || echo "==> continuing: see the lines above for what is missing"
+fi
+
+if [ "$cmd" = lab ]; then
+  exec "$VENV/bin/jupyter" lab notebooks/00_welcome.ipynb "$@"
+fi
+export TLHELPERS_QUICK=${TLHELPERS_QUICK:-1}
+exec "$VPY" -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 tests notebooks "$@"

@@ -1,0 +1,74 @@
+"""Device selection and DataLoader settings that are safe everywhere (scripts and Jupyter)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+import torch
+
+__all__ = ["get_device", "loader_kwargs", "to_device", "fast_cpu_autocast", "autocast"]
+
+
+def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
+    """Pick CUDA, then Apple MPS, then CPU (or ``prefer`` / $TLHELPERS_DEVICE) and say which in one line."""
+    prefer = prefer or os.environ.get("TLHELPERS_DEVICE")
+    if prefer:
+        device = torch.device(prefer)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if verbose:
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+        elif device.type == "mps":
+            name = "Apple GPU (Metal)"
+        else:
+            name = f"{torch.get_num_threads()} CPU threads"
+        print(f"Using device: {device.type} ({name})")
+    return device
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def loader_kwargs(device: torch.device | str = "cpu", num_workers: int | None = None) -> dict:
+    """Keyword arguments for ``DataLoader`` that never crash inside Jupyter.
+
+    Worker processes are only used where they are started by ``fork`` (Linux scripts);
+    with ``spawn`` (macOS, Windows) inside a notebook they cannot import the notebook's
+    code and crash, so there we load in the main process. ``pin_memory`` only helps CUDA.
+    """
+    device = torch.device(device)
+    if num_workers is None:
+        spawn = multiprocessing.get_start_method(allow_none=True) not in (None, "fork") or sys.platform != "linux"
+        num_workers = 0 if (spawn and _in_notebook()) else min(4, os.cpu_count() or 1) // 2
+    kw = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    if num_workers > 0:
+        kw["persistent_workers"] = True
+    return kw
+
+
+def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy to ``device``; non-blocking where the source is pinned memory."""
+    return x.to(device, non_blocking=True)
+
+
+def fast_cpu_autocast() -> bool:
+    """True if this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def autocast(device: torch.device | str, enabled: bool = True):
+    """bfloat16 autocast on CUDA or on CPUs with native bf16; a no-op context elsewhere."""
+    device = torch.device(device)
+    use = enabled and (device.type == "cuda" or (device.type == "cpu" and fast_cpu_autocast()))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)

@@ -1,0 +1,110 @@
+"""Embeddings: the penultimate-layer vectors of a backbone (512-d for ResNet18), and similarity search."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .data import ImageTensors, decode_files, make_loader
+from .device import autocast
+from .models import head_of
+
+__all__ = ["embed", "extract_embedding", "nearest_neighbors", "stage_features"]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform: Callable | None = None,
+          batch_size: int = 256, amp: bool = True, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
+
+    Runs in eval mode under ``inference_mode``, channels_last, and bfloat16 autocast where the
+    hardware has it; the head's input is captured by a hook, so any model with a linear head works
+    (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
+    cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
+    """
+    device = _device_of(model)
+    _, head = head_of(model)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))
+    labels: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(data, torch.Tensor):
+            batches = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
+        elif isinstance(data, DataLoader):
+            batches = data
+        else:
+            batches = make_loader(data, batch_size, device=device)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc="Embedding")
+        for x, y in batches:
+            x = x.to(device, non_blocking=True)
+            x = transform(x) if transform is not None else (x.float() / 255 if x.dtype == torch.uint8 else x)
+            with autocast(device, enabled=amp):
+                model(x.contiguous(memory_format=torch.channels_last))
+            if y is not None:
+                labels.append(torch.as_tensor(y).cpu())
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured), (torch.cat(labels) if labels else None)
+
+
+def extract_embedding(path: str | os.PathLike, model: nn.Module, transform: Callable | None = None,
+                      image_size: int | None = None) -> np.ndarray:
+    """The embedding of one image file as a 1-D NumPy array (works with a batch of one)."""
+    img = decode_files([str(path)], image_size)  # (1, 3, H, W) uint8; names the file if unreadable
+    return embed(model, img, transform)[0][0].numpy()
+
+
+def nearest_neighbors(query: torch.Tensor | np.ndarray, embeddings: torch.Tensor | np.ndarray,
+                      k: int = 5, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` cosine neighbours of each query row among ``embeddings``: (indices, similarities).
+
+    ``query`` may be one vector (D,) or a batch (Q, D). With ``exclude_self`` (query rows are rows
+    of ``embeddings`` in the same order) each row's own index is skipped.
+    """
+    q = F.normalize(torch.as_tensor(query).float().reshape(-1, np.shape(query)[-1]), dim=1)
+    e = F.normalize(torch.as_tensor(embeddings).float(), dim=1)
+    sims = q @ e.T
+    if exclude_self:
+        sims[torch.arange(len(q)), torch.arange(len(q))] = -float("inf")
+    k = min(k, e.shape[0] - int(exclude_self))
+    top = sims.topk(k, dim=1)
+    return top.indices, top.values
+
+
+@torch.inference_mode()
+def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transform: Callable | None = None,
+                   stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"), batch_size: int = 256,
+                   amp: bool = True) -> dict[str, torch.Tensor]:
+    """Global-average-pooled output of each ResNet stage: ``{stage: N x C}`` (for per-stage linear probes)."""
+    device = _device_of(model)
+    feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
+    hooks = [model.get_submodule(s).register_forward_hook(
+        lambda m, i, o, s=s: feats[s].append(o.float().mean((2, 3)).cpu())) for s in stages]
+    images = data.images if isinstance(data, ImageTensors) else data
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].to(device)
+            x = transform(x) if transform is not None else x.float() / 255
+            with autocast(device, enabled=amp):
+                model(x.contiguous(memory_format=torch.channels_last))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {s: torch.cat(v) for s, v in feats.items()}

@@ -1,0 +1,213 @@
+"""Backbones by name with their weights resolved, their preprocessing, and a new head.
+
+``weights`` is one of:
+
+* ``"imagenet"``: torchvision's ImageNet weights through the ``weights=`` enums, cached under
+  ``$TORCH_HOME/hub/checkpoints`` (downloaded once; needs internet the first time).
+* ``"course"``: the course's own offline ResNet18, pretrained on the 8 CIFAR-10 classes that
+  are not cats or dogs and shipped inside this package (see ``tlhelpers.pretrain``).
+* ``"auto"`` (default, or ``$TLHELPERS_WEIGHTS``): ImageNet if cached or downloadable, else the
+  course backbone, announced in one line.
+* ``"random"``: no pretraining (a baseline), announced as such.
+* a path to a checkpoint file (a state dict saved with ``torch.save``).
+
+There is never a silent random initialisation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.transforms._presets import ImageClassification
+
+__all__ = ["load_backbone", "replace_head", "course_backbone_info", "imagenet_weights_path",
+           "load_checkpoint", "head_of", "WeightsUnavailable"]
+
+COURSE_FILE = "course_resnet18.pt"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for but cannot be had here; the message names the remedies."""
+
+
+def _announce(msg: str, verbose: bool) -> None:
+    if verbose:
+        print(msg)
+
+
+def course_backbone_info() -> dict:
+    """The metadata record of the shipped course backbone (classes, recipe, accuracy, sha256, preprocessing)."""
+    with resources.files("tlhelpers").joinpath("weights", "course_resnet18.json").open() as f:
+        return json.load(f)
+
+
+def _course_state_dict() -> dict:
+    info = course_backbone_info()
+    ref = resources.files("tlhelpers").joinpath("weights", COURSE_FILE)
+    with resources.as_file(ref) as path:
+        if not Path(path).is_file():
+            raise WeightsUnavailable(f"The course backbone file is missing from the package ({path}): reinstall tlhelpers "
+                                     "or rebuild it with `python -m tlhelpers pretrain`.")
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if digest != info["sha256"]:
+            raise WeightsUnavailable(f"Checksum mismatch for {path}: expected sha256 {info['sha256'][:12]}..., got "
+                                     f"{digest[:12]}... The file is damaged: reinstall tlhelpers.")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def _course_preprocess() -> nn.Module:
+    p = course_backbone_info()["preprocessing"]
+    return ImageClassification(crop_size=p["size"], resize_size=p["size"], mean=p["mean"], std=p["std"])
+
+
+def _imagenet_enum(name: str):
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def imagenet_weights_path(name: str = "resnet18") -> Path:
+    """Where torchvision caches the ImageNet weights of ``name`` (``$TORCH_HOME/hub/checkpoints/...``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_imagenet_enum(name).url)
+
+
+def _imagenet_state_dict(name: str) -> dict:
+    w = _imagenet_enum(name)
+    path = imagenet_weights_path(name)
+    if os.environ.get("TLHELPERS_OFFLINE") and not path.is_file():
+        raise WeightsUnavailable(_no_imagenet_msg(name, path, "offline mode ($TLHELPERS_OFFLINE is set)"))
+    try:
+        return w.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # URLError, socket timeout, HTTP errors, truncated files
+        raise WeightsUnavailable(_no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")) from None
+
+
+def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
+    return (f"ImageNet weights for {name} are not cached and cannot be downloaded ({why}). Remedies: run "
+            f"`python -m tlhelpers prefetch` on a machine with internet; or copy {os.path.basename(path)} to {path}; "
+            f"or use the offline course backbone with weights='course'.")
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a state dict file into ``model``; a checkpoint of another architecture names the mismatched keys."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(sd, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(sd.get(key), dict):
+                sd = sd[key]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__}).")
+    sd = {k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shape = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
+    if missing or unexpected or shape:
+        parts = []
+        if shape:
+            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:4]))
+        if missing:
+            parts.append(f"missing {len(missing)}: " + ", ".join(missing[:4]))
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected[:4]))
+        raise ValueError(f"Checkpoint {path.name} does not fit {type(model).__name__} ({'; '.join(parts)}).")
+    model.load_state_dict(sd)
+    return model
+
+
+def head_of(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The attribute path and module of the final linear layer (``fc`` for ResNets, ``classifier.N`` for others)."""
+    if isinstance(getattr(model, "fc", None), nn.Linear):
+        return "fc", model.fc
+    if isinstance(getattr(model, "heads", None), nn.Module):  # vision transformers
+        name, mod = [(n, m) for n, m in model.heads.named_modules() if isinstance(m, nn.Linear)][-1]
+        return f"heads.{name}", mod
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear head to replace.")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int | None = 0) -> nn.Module:
+    """Replace the final linear layer with a fresh ``nn.Linear(in_features, num_classes)`` (trainable)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    path, old = head_of(model)
+    if seed is not None:
+        torch.manual_seed(seed)
+    new = nn.Linear(old.in_features, num_classes)
+    parent = model
+    *parents, last = path.split(".")
+    for p in parents:
+        parent = getattr(parent, p)
+    setattr(parent, last, new)
+    return model
+
+
+def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = None, num_classes: int | None = None,
+                  verbose: bool = True) -> tuple[nn.Module, nn.Module]:
+    """Build ``name`` with ``weights`` resolved (see module doc); return ``(model, preprocess)``.
+
+    ``preprocess`` is the batched transform that goes with the weights (``weights.transforms()``
+    for ImageNet, the course backbone's own size and mean/std): apply it to uint8 batches.
+    ``num_classes`` replaces the head with a new ``nn.Linear`` for that many classes.
+    """
+    weights = str(weights or os.environ.get("TLHELPERS_WEIGHTS") or "auto")
+    model = torchvision.models.get_model(name, weights=None)
+    if weights == "auto":
+        try:
+            sd = _imagenet_state_dict(name)
+            weights = "imagenet"
+        except WeightsUnavailable:
+            if name != "resnet18":
+                raise
+            _announce("ImageNet weights not available offline: using the course backbone below instead "
+                      "(for ImageNet weights run `python -m tlhelpers prefetch` with internet).", verbose)
+            weights = "course"
+    if weights == "imagenet":
+        if "sd" not in locals():
+            sd = _imagenet_state_dict(name)
+        model.load_state_dict(sd)
+        preprocess = _imagenet_enum(name).transforms()
+        _announce(f"Weights: {name} pretrained on ImageNet-1k (torchvision {_imagenet_enum(name)}).", verbose)
+    elif weights == "course":
+        if name != "resnet18":
+            raise ValueError(f"The course backbone is a resnet18, not {name}.")
+        info = course_backbone_info()
+        model.fc = nn.Linear(model.fc.in_features, len(info["source_classes"]))
+        model.load_state_dict(_course_state_dict())
+        preprocess = _course_preprocess()
+        _announce(f"Weights: course backbone, ResNet18 pretrained offline on {info['source_images']:,} CIFAR-10 images of "
+                  f"{len(info['source_classes'])} classes without cats or dogs ({info['preprocessing']['size']} px input, "
+                  f"{info['source_test_accuracy']:.1%} source-task test accuracy).", verbose)
+    elif weights == "random":
+        preprocess = _course_preprocess() if name == "resnet18" else _imagenet_enum(name).transforms()
+        _announce(f"Weights: {name} randomly initialised (no pretraining).", verbose)
+    else:
+        path = Path(weights).expanduser()
+        if not path.suffix and not path.exists():
+            raise ValueError(f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path.")
+        meta = path.with_suffix(".json")
+        sd_probe = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+        fc_w = sd_probe.get("fc.weight") if isinstance(sd_probe, dict) else None
+        if fc_w is not None and fc_w.shape[0] != model.fc.out_features:
+            model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])
+        load_checkpoint(model, path)
+        if meta.is_file():
+            p = json.loads(meta.read_text())["preprocessing"]
+            preprocess = ImageClassification(crop_size=p["size"], resize_size=p.get("resize_size", p["size"]),
+                                             mean=p["mean"], std=p["std"])
+        else:
+            preprocess = _imagenet_enum(name).transforms()
+        _announce(f"Weights: {name} from checkpoint {path}.", verbose)
+    if num_classes is not None:
+        replace_head(model, num_classes)
+    return model, preprocess

@@ -1,0 +1,97 @@
+"""The fine-tuning simulator's logic: one real training step with chosen stages frozen, and what it did.
+
+The widget in :mod:`tlhelpers.widgets` is only a view over :func:`train_step`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .device import autocast
+from .freeze import _params, count_params, set_trainable, stage_modules, stage_names
+
+__all__ = ["StepReport", "train_step"]
+
+
+@dataclass
+class StepReport:
+    """What one training step did, per stage (input to output order)."""
+
+    stages: list[str]
+    trainable: dict[str, bool]
+    grad_norm: dict[str, float]       # L2 norm of the parameter gradients (0.0: no gradient reached the weights)
+    signal_norm: dict[str, float]     # L2 norm of the gradient w.r.t. the stage's output (0.0: backward never got here)
+    changed: dict[str, int]           # parameters tensors whose values changed in the step
+    n_tensors: dict[str, int]
+    trainable_params: int
+    total_params: int
+    loss: float
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def receives_gradient(self, stage: str) -> bool:
+        return self.grad_norm[stage] > 0
+
+    def table(self) -> str:
+        lines = [f"{'stage':<8} {'status':<9} {'weight grad':>12} {'backprop signal':>16}  changed"]
+        for s in self.stages:
+            lines.append(f"{s:<8} {'trainable' if self.trainable[s] else 'frozen':<9} {self.grad_norm[s]:>12.3g} "
+                         f"{self.signal_norm[s]:>16.3g}  {self.changed[s]}/{self.n_tensors[s]}")
+        return "\n".join(lines)
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, trainable: list[str] | dict[str, bool],
+               lr: float = 1e-2, transform=None, amp: bool = False) -> StepReport:
+    """Make exactly the ``trainable`` stages trainable, run one forward/backward/SGD step on a real batch.
+
+    Returns per-stage weight-gradient norms (where gradients reach parameters), the norm of the
+    gradient arriving at each stage's output (how far backpropagation travels), how many parameter
+    tensors changed, the trainable count, the loss and the wall time of the step.
+    """
+    stages = stage_names(model)
+    if isinstance(trainable, dict):
+        trainable = [s for s, on in trainable.items() if on]
+    set_trainable(model, trainable)
+    device = next(model.parameters()).device
+    params = {s: _params(model, s) for s in stages}
+    before = {s: [p.detach().clone() for p in ps] for s, ps in params.items()}
+    signal = {s: 0.0 for s in stages}
+
+    def make_hook(s):
+        def fwd_hook(module, inp, out):
+            if torch.is_tensor(out) and out.requires_grad:
+                out.register_hook(lambda g: signal.__setitem__(s, signal[s] + g.float().norm().item()))
+        return fwd_hook
+
+    hooks = [stage_modules(model, s)[-1].register_forward_hook(make_hook(s)) for s in stages]
+    trainable_ps = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable_ps, lr=lr) if trainable_ps else None
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    t0 = time.perf_counter()
+    try:
+        x = images.to(device)
+        x = transform(x) if transform is not None else x.float() / 255
+        with autocast(device, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels.to(device))
+        if trainable_ps:
+            loss.backward()
+            opt.step()
+    finally:
+        for h in hooks:
+            h.remove()
+    seconds = time.perf_counter() - t0
+    grad_norm = {s: float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in ps if p.grad is not None) + 0.0))
+                 if any(p.grad is not None for p in ps) else 0.0 for s, ps in params.items()}
+    changed = {s: sum(not torch.equal(b, p.detach()) for b, p in zip(before[s], params[s])) for s in stages}
+    t, n = count_params(model)
+    return StepReport(stages=stages, trainable={s: s in trainable or (s == "fc" and "head" in trainable) for s in stages},
+                      grad_norm=grad_norm, signal_norm=signal, changed=changed,
+                      n_tensors={s: len(ps) for s, ps in params.items()}, trainable_params=t, total_params=n,
+                      loss=loss.item(), seconds=seconds)

@@ -1,0 +1,167 @@
+"""Notebook maintenance for the course: one output policy, badges, measured budgets.
+
+Policy: notebooks are committed without outputs, except code cells whose source contains
+``# NBVAL_CHECK_OUTPUT``; nbval compares those outputs (tests/test_notebook_policy.py enforces it).
+
+    python tools/nbtool.py refresh [NB ...]   execute in quick mode, keep only the checked cells' outputs
+    python tools/nbtool.py strip   [NB ...]   drop every output except the checked cells' (no execution)
+    python tools/nbtool.py header  [NB ...]   (re)write the Binder/Colab badges in the first cell
+    python tools/nbtool.py measure [NB ...]   run in full mode, record wall time and peak RAM of the kernel
+                                              in docs/notebook_budgets.json and in each notebook's header
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+CHECK = "NBVAL_CHECK_OUTPUT"
+BUDGET_RE = re.compile(r"<!-- budget -->.*?<!-- /budget -->", re.S)
+
+
+def repo_slug() -> str:
+    """owner/name of the course on GitHub, from pyproject's [project.urls] Repository."""
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    return url.removeprefix("https://github.com/").strip("/")
+
+
+def badges(nb_name: str) -> str:
+    slug = repo_slug()
+    return (f"[![Open in Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{nb_name}) "
+            f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/{slug}/blob/main/notebooks/{nb_name})")
+
+
+def notebooks(args: list[str]) -> list[Path]:
+    if args:
+        return [Path(a).resolve() for a in args]
+    return sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def is_checked(cell) -> bool:
+    return cell.cell_type == "code" and CHECK in cell.source
+
+
+def clean(nb) -> None:
+    """Apply the output policy in place."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if not is_checked(cell):
+            cell.outputs = []
+        else:  # keep only what nbval compares; drop volatile fields
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data" or "text/plain" in o.get("data", {})]
+            for o in cell.outputs:
+                o.pop("execution_count", None) if o.get("output_type") != "execute_result" else None
+                o.get("metadata", {}).clear() if isinstance(o.get("metadata"), dict) else None
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("scrolled", None)
+    nb.metadata.pop("widgets", None)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def execute(path: Path, quick: bool, timeout: int = 900) -> tuple[object, float, float]:
+    """Run a notebook; return (notebook, seconds, peak RSS in GB of the kernel and its children)."""
+    import psutil
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env_quick = os.environ.get("TLHELPERS_QUICK")
+    os.environ["TLHELPERS_QUICK"] = "1" if quick else "0"
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                pid = client.km.provisioner.process.pid if client.km and client.km.provisioner else None
+                if pid:
+                    p = psutil.Process(pid)
+                    rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+                    peak[0] = max(peak[0], rss)
+            except Exception:
+                pass
+            time.sleep(0.2)
+
+    t0 = time.perf_counter()
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        client.execute()
+    finally:
+        stop.set()
+        th.join()
+        if env_quick is None:
+            os.environ.pop("TLHELPERS_QUICK", None)
+        else:
+            os.environ["TLHELPERS_QUICK"] = env_quick
+    return nb, time.perf_counter() - t0, peak[0] / 1e9
+
+
+def cmd_refresh(paths):
+    for p in paths:
+        nb, sec, gb = execute(p, quick=True)
+        clean(nb)
+        nbformat.write(nb, p)
+        print(f"{p.name}: refreshed in {sec:.0f}s (quick mode), peak RAM {gb:.2f} GB")
+
+
+def cmd_strip(paths):
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        clean(nb)
+        nbformat.write(nb, p)
+        print(f"{p.name}: stripped")
+
+
+def cmd_header(paths):
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        first = nb.cells[0]
+        lines = [ln for ln in first.source.splitlines() if "mybinder.org/badge" not in ln and "colab-badge" not in ln]
+        title_at = next((i for i, ln in enumerate(lines) if ln.startswith("# ")), 0)
+        lines.insert(title_at + 1, "")
+        lines.insert(title_at + 2, badges(p.name))
+        first.source = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+        nbformat.write(nb, p)
+        print(f"{p.name}: badges written")
+
+
+def cmd_measure(paths):
+    out = ROOT / "docs" / "notebook_budgets.json"
+    data = json.loads(out.read_text()) if out.exists() else {}
+    cpu = os.cpu_count()
+    for p in paths:
+        _, sec, gb = execute(p, quick=False)
+        data[p.name] = {"seconds_full_mode": round(sec, 1), "peak_ram_gb": round(gb, 2), "cpus": cpu,
+                        "measured": time.strftime("%Y-%m-%d")}
+        nb = nbformat.read(p, as_version=4)
+        text = (f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): about "
+                f"{max(1, round(sec / 60))} min; **peak RAM** {gb:.1f} GB.<!-- /budget -->")
+        for cell in nb.cells[:3]:
+            if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
+                cell.source = BUDGET_RE.sub(text, cell.source)
+                break
+        else:
+            print(f"{p.name}: no <!-- budget --> marker in the first cells", file=sys.stderr)
+        nbformat.write(nb, p)
+        print(f"{p.name}: {sec:.0f}s, peak RAM {gb:.2f} GB")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("refresh", "strip", "header", "measure"):
+        print(__doc__)
+        sys.exit(2)
+    {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure}[sys.argv[1]](notebooks(sys.argv[2:]))
