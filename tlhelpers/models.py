@@ -6,8 +6,9 @@
   ``$TORCH_HOME/hub/checkpoints`` (downloaded once; needs internet the first time).
 * ``"course"``: the course's own offline ResNet18, pretrained on the 8 CIFAR-10 classes that
   are not cats or dogs and shipped inside this package (see ``tlhelpers.pretrain``).
-* ``"auto"`` (default, or ``$TLHELPERS_WEIGHTS``): ImageNet if cached or downloadable, else the
-  course backbone, announced in one line.
+* ``"auto"``: ImageNet if cached or downloadable, else the course backbone, announced in one line.
+* ``None`` (default): the course's choice: ``"course"`` in quick mode (``$TLHELPERS_QUICK``), else
+  ``$TLHELPERS_WEIGHTS`` or ``"auto"``.
 * ``"random"``: no pretraining (a baseline), announced as such.
 * a path to a checkpoint file (a state dict saved with ``torch.save``).
 
@@ -160,7 +161,10 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
     for ImageNet, the course backbone's own size and mean/std): apply it to uint8 batches.
     ``num_classes`` replaces the head with a new ``nn.Linear`` for that many classes.
     """
-    weights = str(weights or os.environ.get("TLHELPERS_WEIGHTS") or "auto")
+    if weights is None:
+        from .train import quick_mode
+        weights = "course" if quick_mode() else (os.environ.get("TLHELPERS_WEIGHTS") or "auto")
+    weights = str(weights)
     model = torchvision.models.get_model(name, weights=None)
     if weights == "auto":
         try:
