@@ -159,21 +159,18 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
 
 
 def _decode(path: str, size: int | None) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """One image file as a (3, H, W) uint8 tensor (Pillow: fast for small JPEGs, reads every common format)."""
+    from PIL import Image
 
     try:
-        img = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except Exception as e:  # torchvision raises RuntimeError with little context: name the file
-        try:  # formats torchvision cannot decode (gif, bmp, tiff ...) through Pillow
-            from PIL import Image
-
-            with Image.open(path) as im:
-                img = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).contiguous()
-        except Exception:
-            raise ValueError(f"Cannot read image file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        with Image.open(path) as im:
+            img = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+    except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"Cannot read image file {path}: {detail}") from None
     if size is not None and tuple(img.shape[1:]) != (size, size):
         img = _resize_center_crop(img, size)
-    return img
+    return img.contiguous()
 
 
 def _resize_center_crop(img: torch.Tensor, size: int) -> torch.Tensor:

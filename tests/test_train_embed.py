@@ -1,0 +1,100 @@
+"""Training loops, feature caching, embeddings, and the course backbone's transfer (direction test)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import tlhelpers as tl
+
+
+@pytest.fixture(scope="module")
+def course():
+    model, pre = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
+    return model, pre
+
+
+def test_fit_history_and_determinism(cat_dog):
+    train, test = cat_dog
+    runs = []
+    for _ in range(2):
+        model, pre = tl.load_backbone(weights="course", num_classes=2, verbose=False)
+        tl.freeze(model)
+        tl.unfreeze(model, "fc")
+        tl.set_seed(0)
+        h = tl.fit(model, tl.make_loader(train, 32, shuffle=True, seed=0), tl.make_loader(test, 100), epochs=2,
+                   transform=pre, progress=False, amp=False)
+        runs.append((h, model.fc.weight.detach().clone()))
+    h = runs[0][0]
+    assert [r["epoch"] for r in h] == [1, 2]
+    assert set(h[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+    assert h[1]["train_loss"] < h[0]["train_loss"]
+    assert torch.equal(runs[0][1], runs[1][1])  # seeded and deterministic on CPU
+    assert [r["val_acc"] for r in runs[0][0]] == [r["val_acc"] for r in runs[1][0]]
+
+
+def test_fit_refuses_all_frozen(cat_dog, course):
+    model, pre = course
+    tl.freeze(model)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        tl.fit(model, tl.make_loader(cat_dog[0], 32), transform=pre, progress=False)
+
+
+def test_embedding_shapes_batch_of_one(cat_dog, course):
+    model, pre = course
+    train, _ = cat_dog
+    one, lab = tl.embed(model, train.images[:1], pre)
+    assert one.shape == (1, 512) and lab is None
+    many, labels = tl.embed(model, train, pre, batch_size=64)
+    assert many.shape == (len(train), 512) and torch.equal(labels, train.labels)
+    # batch size does not change the vectors (beyond bf16 noise); eval mode, no BatchNorm batch effects
+    again, _ = tl.embed(model, train.images[:5], pre, batch_size=1, amp=False)
+    ref, _ = tl.embed(model, train.images[:5], pre, batch_size=5, amp=False)
+    assert torch.allclose(again, ref, atol=1e-4)
+    vec = tl.extract_embedding(train.paths[0], model, pre)
+    assert isinstance(vec, np.ndarray) and vec.shape == (512,)
+    assert np.allclose(vec, tl.embed(model, train.images[:1], pre)[0][0].numpy(), atol=1e-3)
+
+
+def test_nearest_neighbors_cosine():
+    e = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
+    idx, sims = tl.nearest_neighbors(e[0], e, k=2)
+    assert idx.tolist() == [[0, 1]] and sims[0, 0].item() == pytest.approx(1.0)
+    idx, _ = tl.nearest_neighbors(e, e, k=1, exclude_self=True)
+    assert idx[:, 0].tolist() == [1, 0, 1, 2]
+
+
+def test_fit_head_on_cached_features_matches_model_head(cat_dog, course):
+    model, pre = course
+    train, test = cat_dog
+    tl.freeze(model)
+    ftr, ytr = tl.embed(model, train, pre, amp=False)
+    fte, yte = tl.embed(model, test, pre, amp=False)
+    head, hist = tl.fit_head(ftr, ytr, 2, fte, yte, epochs=20, lr=1e-3, progress=False)
+    assert len(hist) == 20 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    model.fc = head  # the cached-feature head drops into the model unchanged
+    ev = tl.evaluate(model, tl.make_loader(test, 100), transform=pre, amp=False)
+    assert ev["acc"] == pytest.approx(hist[-1]["val_acc"], abs=1e-6)
+
+
+def test_stage_features_grow_with_depth(cat_dog, course):
+    model, pre = course
+    feats = tl.stage_features(model, cat_dog[0].images[:4], pre)
+    assert [f.shape for f in feats.values()] == [(4, 64), (4, 128), (4, 256), (4, 512)]
+
+
+@pytest.mark.slow
+def test_course_backbone_beats_random_init(cifar_root):
+    """Issue 3's claim, asserted: frozen course features >> frozen random features, same head, fixed split."""
+    train, test = tl.load_cifar_pair(("cat", "dog"), n_train=1000, n_test=1000, seed=0, source="folder")
+    accs = {}
+    for w in ("course", "random"):
+        tl.set_seed(0)
+        model, pre = tl.load_backbone(weights=w, num_classes=2, verbose=False)
+        ftr, ytr = tl.embed(model, train, pre)
+        fte, yte = tl.embed(model, test, pre)
+        mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
+        _, hist = tl.fit_head((ftr - mu) / sd, ytr, 2, (fte - mu) / sd, yte, epochs=30, lr=1e-3, weight_decay=1e-3,
+                              progress=False)
+        accs[w] = hist[-1]["val_acc"]
+    print(accs)
+    assert accs["course"] >= accs["random"] + 0.08, accs
