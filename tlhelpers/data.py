@@ -164,7 +164,7 @@ def _decode(path: str, size: int | None) -> torch.Tensor:
 
     try:
         with Image.open(path) as im:
-            img = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+            img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
     except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"Cannot read image file {path}: {detail}") from None
