@@ -1,131 +1,56 @@
 """Command line: ``python -m tlhelpers doctor | prefetch | bundle export/import | pretrain``.
 
 * ``doctor``: versions, device, what is cached, what is missing and the remedy for each.
-* ``prefetch``: download the ImageNet ResNet18 weights and CIFAR-10 into the cache (checksums
-  verified by torchvision), or ``--archive cifar10-jpg.tar.gz`` to unpack the course's JPEG copy.
-* ``bundle export FILE`` / ``bundle import FILE``: one file with the whole cache, for classrooms
-  without network: an instructor exports it once and copies it to every student machine.
+  Exit 0 when the notebooks can run, 1 when something they need is missing.
+* ``prefetch``: download the ImageNet ResNet18 weights and CIFAR-10 into the cache, with
+  progress bars and checksum verification (sha256 prefix for the weights, md5 for CIFAR-10);
+  ``--archive cifar10-jpg.tar.gz`` unpacks the course's JPEG copy of CIFAR-10 instead.
+  Exit 2, with what is missing and how to get it, when something cannot be had.
+* ``bundle export FILE`` / ``bundle import FILE``: the whole cache as one file for classrooms
+  without network: an instructor exports it once and copies it to every student machine. Every
+  file carries a sha256 in the bundle's manifest; a damaged bundle is rejected before anything
+  is written.
 * ``pretrain``: rebuild the offline course backbone (see :mod:`tlhelpers.pretrain`).
 
+Where things go: ``$TLHELPERS_HOME`` (default ``~/.cache/tlhelpers``) for data, torch's hub
+folder (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/...``) for weights.
 Errors are one line on stderr and a non-zero exit, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import sys
 import tarfile
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+EXIT_NOT_READY = 1
 EXIT_MISSING = 2
+BUNDLE_FORMAT = "tlhelpers-bundle-1"
+CIFAR_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
+RUNTIME_DISTS = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm", "ipywidgets")
+BUNDLE_HINT = ("python -m tlhelpers bundle import tl-course.tar   (a classroom bundle made on a machine with internet by "
+               "`python -m tlhelpers prefetch && python -m tlhelpers bundle export tl-course.tar`)")
+
+
+def _remedy_lines(remedies, indent: str = "      ") -> str:
+    """Remedies one per line: the first as ``remedy:``, the alternatives as ``or:``."""
+    return "".join(f"\n{indent}{'remedy:' if i == 0 else '    or:'} {r}" for i, r in enumerate(remedies))
 
 
 def _fail(msg: str, code: int = EXIT_MISSING) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return code
-
-
-def _hub_checkpoints() -> Path:
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _status() -> list[tuple[str, bool, str, str]]:
-    """(item, ok, detail, remedy) for everything the course can use."""
-    from .data import cache_dir, cifar_dir
-    from .models import _course_state_dict, course_backbone_info, imagenet_weights_path
-
-    rows = []
-    try:
-        info = course_backbone_info()
-        _course_state_dict()
-        rows.append(("course backbone", True, f"sha256 ok, {info['source_test_accuracy']:.1%} source-task accuracy", ""))
-    except Exception as e:
-        rows.append(("course backbone", False, str(e).splitlines()[0], "reinstall tlhelpers (pip install -e .)"))
-    w = imagenet_weights_path("resnet18")
-    rows.append(("ImageNet ResNet18 weights", w.is_file(), str(w),
-                 "python -m tlhelpers prefetch (needs internet), or import a classroom bundle; offline the course backbone is used"))
-    cd = cifar_dir()
-    ok = (cd / "train").is_dir() and (cd / "test").is_dir()
-    rows.append(("CIFAR-10 (JPEG folder)", ok, str(cd), "python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz"))
-    tv = cache_dir() / "torchvision" / "cifar-10-batches-py"
-    rows.append(("CIFAR-10 (torchvision)", tv.is_dir(), str(tv), "python -m tlhelpers prefetch (needs internet)"))
-    return rows
-
-
-def cmd_doctor(args) -> int:
-    import torch
-    import torchvision
-
-    from . import __version__
-    from .data import cache_dir
-    from .device import fast_cpu_autocast, get_device
-
-    print(f"tlhelpers {__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-          f"torchvision {torchvision.__version__} | {platform.system()} {platform.machine()}")
-    for mod in ("numpy", "sklearn", "matplotlib", "ipywidgets", "jupyterlab", "tqdm"):
-        try:
-            m = __import__(mod)
-            print(f"  {mod} {getattr(m, '__version__', '?')}")
-        except ImportError:
-            print(f"  {mod} MISSING -> pip install -e .")
-    get_device()
-    print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
-    print(f"cache: {cache_dir()}   torch hub: {_hub_checkpoints().parent}")
-    rows = _status()
-    for item, ok, detail, remedy in rows:
-        print(f"  [{'ok' if ok else 'missing'}] {item}: {detail}" + ("" if ok else f"\n      remedy: {remedy}"))
-    data_ok = rows[2][1] or rows[3][1]
-    if not rows[0][1] or not data_ok:
-        print("The course cannot run yet: fix the items marked missing above.")
-        return 1
-    print("Ready: the notebooks can run" + ("" if rows[1][1] else " offline with the course backbone") + ".")
-    return 0
-
-
-def cmd_prefetch(args) -> int:
-    from .data import cache_dir, cifar_dir, unpack_archive
-
-    if args.archive:
-        try:
-            dest = unpack_archive(args.archive)
-        except (FileNotFoundError, tarfile.TarError, StopIteration) as e:
-            return _fail(f"cannot unpack {args.archive}: {e}")
-        print(f"CIFAR-10 JPEG folder ready at {dest}")
-        if args.data_only:
-            return 0
-    missing = []
-    if not args.data_only:
-        from .models import WeightsUnavailable, _imagenet_state_dict, imagenet_weights_path
-
-        try:
-            _imagenet_state_dict("resnet18")  # torchvision checks the sha256 prefix in the file name
-            print(f"ImageNet ResNet18 weights ready at {imagenet_weights_path('resnet18')}")
-        except WeightsUnavailable as e:
-            missing.append(f"ImageNet ResNet18 weights -> copy resnet18-f37072fd.pth to {imagenet_weights_path('resnet18')} "
-                           f"or import a bundle ({str(e).split('(')[1].split(')')[0]})")
-    if not args.weights_only and not args.archive:
-        from torchvision.datasets import CIFAR10
-
-        root = cache_dir() / "torchvision"
-        try:
-            for train in (True, False):
-                CIFAR10(str(root), train=train, download=True)  # md5-verified download and extraction
-            print(f"CIFAR-10 ready at {root / 'cifar-10-batches-py'}")
-        except Exception as e:
-            missing.append(f"CIFAR-10 -> run again with internet, or `prefetch --archive cifar10-jpg.tar.gz` "
-                           f"into {cifar_dir()} ({type(e).__name__})")
-    if missing:
-        for m in missing:
-            print(f"missing: {m}", file=sys.stderr)
-        return EXIT_MISSING
-    return 0
 
 
 def _sha256(path: Path) -> str:
@@ -136,86 +61,388 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _bundle_sources() -> dict[str, Path]:
-    from .data import cache_dir, cifar_dir
+def _progress(iterable, total: int, desc: str):
+    from tqdm import tqdm
 
-    return {"cifar10-jpg": cifar_dir(), "torchvision": cache_dir() / "torchvision", "checkpoints": _hub_checkpoints()}
+    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False, disable=total < 50)
+
+
+# ---------------------------------------------------------------- where things live
+
+def _hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _course_archive() -> Path | None:
+    """The course's cifar10-jpg.tar.gz if one is at hand ($TLHELPERS_ARCHIVE or ../shared/data beside the repo)."""
+    candidates = [os.environ.get("TLHELPERS_ARCHIVE"),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def _archive_remedy() -> str:
+    found = _course_archive()
+    return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + ("" if found else " (the course's JPEG copy)")
+
+
+def _weights_file_ok(path: Path) -> bool:
+    """True if ``path`` exists and its sha256 starts with the prefix torchvision puts in the file name."""
+    m = re.search(r"-([a-f0-9]{8,})\.", path.name)
+    return path.is_file() and (m is None or _sha256(path).startswith(m.group(1)))
+
+
+def _cifar_folder_counts(root: Path) -> dict[str, int]:
+    """Number of image files per split of the JPEG tree (0 if the split is missing); reads directory entries only."""
+    counts = {}
+    for split in CIFAR_SPLIT_SIZES:
+        d = root / split
+        counts[split] = sum(1 for c in os.scandir(d) if c.is_dir() for _ in os.scandir(c.path)) if d.is_dir() else 0
+    return counts
+
+
+def _cifar_folder_complete(root: Path) -> bool:
+    counts = _cifar_folder_counts(root)
+    return all(counts[s] >= n for s, n in CIFAR_SPLIT_SIZES.items())
+
+
+def _torchvision_cifar_root() -> Path:
+    from .data import cache_dir
+
+    return cache_dir() / "torchvision"
+
+
+def _torchvision_cifar_ok(root: Path) -> bool:
+    """md5 of every batch file of torchvision's CIFAR-10 copy (what ``CIFAR10(download=False)`` checks)."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    return all(check_integrity(str(root / CIFAR10.base_folder / name), md5) for name, md5 in files)
+
+
+# ---------------------------------------------------------------- doctor
+
+@dataclass
+class Item:
+    """One thing the course uses: whether it is here, where, and the ways to get it if not."""
+    name: str
+    ok: bool
+    detail: str
+    remedies: tuple[str, ...] = ()
+    required: bool = True
+
+
+def _weights_remedies(path: Path) -> tuple[str, ...]:
+    import torchvision
+
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    return ("python -m tlhelpers prefetch   (needs internet)", BUNDLE_HINT,
+            f"download {url} on any machine and copy it to {path}")
+
+
+def _cifar_remedies() -> tuple[str, ...]:
+    return (_archive_remedy(), BUNDLE_HINT, "python -m tlhelpers prefetch   (needs internet)")
+
+
+def status() -> list[Item]:
+    """Everything the notebooks use, checked on disk (no network)."""
+    from .data import cifar_dir
+    from .models import _course_state_dict, course_backbone_info, imagenet_weights_path
+
+    items = []
+    try:
+        _course_state_dict()
+        info = course_backbone_info()
+        note = " (PROVISIONAL development weights)" if info.get("name") == "PROVISIONAL" else ""
+        items.append(Item("course backbone", True, f"sha256 verified, {info['source_test_accuracy']:.1%} source-task accuracy{note}"))
+    except Exception as e:  # missing or damaged file in the package
+        items.append(Item("course backbone", False, str(e).splitlines()[0], ("reinstall the course package: pip install -e .",)))
+
+    w = imagenet_weights_path("resnet18")
+    w_ok = _weights_file_ok(w)
+    detail = f"{w} (sha256 verified)" if w_ok else (f"{w} is damaged (checksum mismatch)" if w.is_file() else f"not at {w}")
+    items.append(Item("ImageNet ResNet18 weights", w_ok, detail + ("" if w_ok else "; until then the notebooks use "
+                      "the offline course backbone (announced)"), _weights_remedies(w), required=False))
+
+    cd, tv = cifar_dir(), _torchvision_cifar_root()
+    counts = _cifar_folder_counts(cd)
+    if all(counts[s] >= n for s, n in CIFAR_SPLIT_SIZES.items()):
+        items.append(Item("CIFAR-10", True, f"JPEG folder {cd} ({counts['train']:,} train / {counts['test']:,} test images)"))
+    elif (tv / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(tv):
+        items.append(Item("CIFAR-10", True, f"torchvision copy {tv / 'cifar-10-batches-py'} (md5 verified)"))
+    else:
+        partial = f" (incomplete: {counts['train']:,} train / {counts['test']:,} test images)" if any(counts.values()) else ""
+        items.append(Item("CIFAR-10", False, f"neither the JPEG folder {cd}{partial} nor torchvision's copy "
+                          f"{tv / 'cifar-10-batches-py'} is here", _cifar_remedies()))
+    return items
+
+
+def _versions() -> list[tuple[str, str | None]]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("tlhelpers", "torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm",
+                 "ipywidgets", "jupyterlab", "jupyterlab_widgets", "ipykernel"):
+        try:
+            out.append((dist, version(dist)))
+        except PackageNotFoundError:
+            out.append((dist, None))
+    return out
+
+
+def cmd_doctor(args) -> int:
+    from .data import cache_dir, cifar_dir
+    from .device import fast_cpu_autocast, get_device
+
+    print(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}")
+    versions = _versions()
+    print("  " + ", ".join(f"{d} {v}" for d, v in versions if v))
+    for dist, v in versions:
+        if v is None:
+            print(f"  [missing] {dist}" + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
+                  + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"]))
+    get_device()
+    print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
+    env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
+    print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {_hub_checkpoints()}")
+    if env:
+        print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+    free = shutil.disk_usage(next(p for p in [cache_dir(), *cache_dir().parents] if p.exists())).free
+    print(f"  free disk space there: {free / 1e9:.1f} GB (the full cache takes about 0.5 GB)")
+    items = status()
+    for it in items:
+        tag = "ok" if it.ok else ("missing" if it.required else "not cached")
+        print(f"  [{tag}] {it.name}: {it.detail}" + ("" if it.ok else _remedy_lines(it.remedies)))
+    blocking = [it.name for it in items if it.required and not it.ok]
+    blocking += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
+    if blocking:
+        print(f"Not ready: missing {', '.join(blocking)}. Apply a remedy for each, then run `python -m tlhelpers doctor` again.")
+        return EXIT_NOT_READY
+    imagenet = next(it for it in items if it.name.startswith("ImageNet")).ok
+    print("Ready: the notebooks can run" + ("." if imagenet else " offline, with the course backbone instead of ImageNet weights."))
+    return 0
+
+
+# ---------------------------------------------------------------- prefetch
+
+def _prefetch_weights() -> str | None:
+    """Download (or verify) the ImageNet ResNet18 weights; return a 'missing' message or None."""
+    import torch
+    import torchvision
+
+    from .models import imagenet_weights_path
+
+    path = imagenet_weights_path("resnet18")
+    if _weights_file_ok(path):
+        print(f"ImageNet ResNet18 weights: present, sha256 verified ({path})")
+        return None
+    if path.is_file():
+        print(f"ImageNet ResNet18 weights at {path} fail their checksum: downloading again")
+        path.unlink()
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if os.environ.get("TLHELPERS_OFFLINE") else None
+    if why is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = re.search(r"-([a-f0-9]{8,})\.", path.name).group(1)
+        print(f"Downloading the ImageNet ResNet18 weights from {url} to {path}")
+        try:
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=True)
+            print(f"ImageNet ResNet18 weights: downloaded, sha256 verified ({path})")
+            return None
+        except Exception as e:  # URLError, timeouts, HTTP errors, hash mismatch
+            why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}".rstrip(": ")
+    return (f"ImageNet ResNet18 weights ({why}); until they are here the notebooks use the offline course backbone "
+            "(and say so)" + _remedy_lines(_weights_remedies(path), "  "))
+
+
+def _prefetch_cifar() -> str | None:
+    """Download (or verify) CIFAR-10 through torchvision, unless the JPEG folder is already complete."""
+    from .data import cifar_dir
+
+    if _cifar_folder_complete(cifar_dir()):
+        print(f"CIFAR-10: the JPEG folder is complete ({cifar_dir()}); nothing to download")
+        return None
+    root = _torchvision_cifar_root()
+    if (root / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(root):
+        print(f"CIFAR-10: present, md5 verified ({root / 'cifar-10-batches-py'})")
+        return None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if os.environ.get("TLHELPERS_OFFLINE") else None
+    if why is None:
+        from torchvision.datasets import CIFAR10
+
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            print(f"Downloading CIFAR-10 (170 MB) into {root}")
+            CIFAR10(str(root), train=True, download=True)  # md5-verified download and extraction, with a progress bar
+            (root / CIFAR10.filename).unlink(missing_ok=True)  # the extracted batches are all torchvision reads
+            if not _torchvision_cifar_ok(root):
+                raise RuntimeError("extracted files fail their md5 check")
+            print(f"CIFAR-10: downloaded, md5 verified ({root / 'cifar-10-batches-py'})")
+            return None
+        except Exception as e:
+            why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}".rstrip(": ")
+    return f"CIFAR-10 ({why}); the notebooks cannot run without it" + _remedy_lines(_cifar_remedies(), "  ")
+
+
+def cmd_prefetch(args) -> int:
+    from .data import unpack_archive
+
+    if args.archive:
+        try:
+            dest = unpack_archive(args.archive)
+        except (FileNotFoundError, tarfile.TarError, StopIteration, OSError, EOFError) as e:
+            return _fail(f"cannot unpack {args.archive}: {e or type(e).__name__}")
+        counts = _cifar_folder_counts(dest)
+        print(f"CIFAR-10 JPEG folder ready at {dest} ({counts['train']:,} train / {counts['test']:,} test images)")
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(args.timeout)  # a firewalled network fails after this long instead of hanging
+    try:
+        missing = []
+        if not args.data_only:
+            missing.append(_prefetch_weights())
+        if not args.weights_only and not args.archive:
+            missing.append(_prefetch_cifar())
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    missing = [m for m in missing if m]
+    for m in missing:
+        print(f"missing: {m}", file=sys.stderr)
+    if missing:
+        print(f"prefetch incomplete: {len(missing)} item(s) missing (see above).", file=sys.stderr)
+        return EXIT_MISSING
+    return 0
+
+
+# ---------------------------------------------------------------- bundle
+
+def _bundle_sources() -> dict[str, Path]:
+    """Bundle section name -> cache folder it comes from and goes back to."""
+    from torchvision.datasets import CIFAR10
+
+    from .data import cifar_dir
+
+    return {"cifar10-jpg": cifar_dir(), "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
+            "checkpoints": _hub_checkpoints()}
+
+
+def _files_to_export() -> dict[str, Path]:
+    """Bundle path ("section/relative/path") -> file on disk.
+
+    Checkpoints: the torch hub files named ``<name>-<sha256 prefix>.<ext>`` (torchvision's convention)
+    whose content matches that prefix; damaged ones are left out with a warning.
+    """
+    files = {}
+    for section, root in _bundle_sources().items():
+        if not root.is_dir():
+            continue
+        found = sorted(f for f in root.rglob("*") if f.is_file())
+        if section == "checkpoints":
+            named = [f for f in found if f.parent == root and re.search(r"-([a-f0-9]{8,})\.", f.name)]
+            found = [f for f in named if _weights_file_ok(f)]
+            for f in sorted(set(named) - set(found)):
+                print(f"warning: leaving out {f}: its content does not match the checksum in its name", file=sys.stderr)
+        files.update({f"{section}/{f.relative_to(root).as_posix()}": f for f in found})
+    return files
+
+
+def bundle_export(path: Path) -> int:
+    files = _files_to_export()
+    if not files:
+        return _fail("nothing to export: the cache is empty (run `python -m tlhelpers prefetch` first)")
+    manifest = {rel: _sha256(f) for rel, f in _progress(files.items(), len(files), "checksums")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    mode = "w:gz" if path.name.endswith((".gz", ".tgz")) else "w"  # JPEGs and weights do not compress: plain tar is default
+    with tarfile.open(tmp, mode) as tf:
+        data = json.dumps({"format": BUNDLE_FORMAT, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "files": manifest}, indent=0).encode()
+        info = tarfile.TarInfo("MANIFEST.json")
+        info.size, info.mtime = len(data), int(time.time())
+        tf.addfile(info, io.BytesIO(data))
+        for rel, f in _progress(files.items(), len(files), "writing"):
+            tf.add(f, arcname=rel, recursive=False)
+    tmp.replace(path)
+    sizes: dict[str, list[int]] = {}
+    for rel, f in files.items():
+        sizes.setdefault(rel.split("/")[0], []).append(f.stat().st_size)
+    summary = ", ".join(f"{s}: {len(v):,} files, {sum(v) / 1e6:.1f} MB" for s, v in sorted(sizes.items()))
+    print(f"exported {len(files):,} files to {path} ({path.stat().st_size / 1e6:.1f} MB; {summary})")
+    print(f"on each student machine: python -m tlhelpers bundle import {path.name}")
+    return 0
+
+
+def bundle_import(path: Path) -> int:
+    if not path.is_file():
+        return _fail(f"bundle not found: {path}")
+    targets = _bundle_sources()
+    staging_parent = targets["cifar10-jpg"].parent
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=staging_parent, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
+            tmp = Path(tmpdir)
+            tf.extractall(tmp, filter="data")
+            try:
+                meta = json.loads((tmp / "MANIFEST.json").read_text())
+                assert meta["format"] == BUNDLE_FORMAT
+                manifest: dict[str, str] = meta["files"]
+            except (OSError, ValueError, KeyError, TypeError, AssertionError):
+                return _fail(f"{path} is not a tlhelpers bundle (no valid MANIFEST.json)")
+            unknown = sorted({rel.split("/")[0] for rel in manifest} - set(targets))
+            if unknown:
+                return _fail(f"{path} has unknown sections {unknown}: it was made by a newer tlhelpers; upgrade it")
+            bad = [rel for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
+                   if not (tmp / rel).is_file() or _sha256(tmp / rel) != digest]
+            if bad:
+                return _fail(f"bundle damaged: {len(bad):,} of {len(manifest):,} files missing or failing their sha256 "
+                             f"(first: {bad[0]}); nothing was imported. Copy the bundle again or export a new one")
+            for rel in manifest:  # everything verified: now move into place
+                section, _, sub = rel.partition("/")
+                out = targets[section] / sub
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(tmp / rel), out)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        why = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        return _fail(f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
+                     "copy it again or export a new one. Nothing was imported")
+    sections = sorted({rel.split("/")[0] for rel in manifest})
+    print(f"imported {len(manifest):,} files, sha256 verified: " + ", ".join(f"{s} -> {targets[s]}" for s in sections))
+    print("check with: python -m tlhelpers doctor")
+    return 0
 
 
 def cmd_bundle(args) -> int:
     path = Path(args.file).expanduser()
-    if args.action == "export":
-        sources = {k: p for k, p in _bundle_sources().items() if p.is_dir() and any(p.iterdir())}
-        if not sources:
-            return _fail("nothing to export: the cache is empty (run `python -m tlhelpers prefetch` first)")
-        manifest = {}
-        for name, root in sources.items():
-            for f in sorted(root.rglob("*")):
-                if f.is_file():
-                    manifest[f"{name}/{f.relative_to(root).as_posix()}"] = _sha256(f)
-        tmp = path.with_name(path.name + ".partial")
-        with tarfile.open(tmp, "w") as tf:
-            data = json.dumps({"format": "tlhelpers-bundle-1", "files": manifest}, indent=0).encode()
-            info = tarfile.TarInfo("MANIFEST.json")
-            info.size = len(data)
-            import io
-            tf.addfile(info, io.BytesIO(data))
-            for name, root in sources.items():
-                tf.add(root, arcname=name)
-        tmp.replace(path)
-        print(f"exported {len(manifest):,} files ({', '.join(sources)}) to {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        return 0
-    if not path.is_file():
-        return _fail(f"bundle not found: {path}")
-    targets = _bundle_sources()
-    try:
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmpdir, tarfile.open(path) as tf:
-            tf.extractall(tmpdir, filter="data")
-            tmp = Path(tmpdir)
-            manifest = json.loads((tmp / "MANIFEST.json").read_text())
-            if manifest.get("format") != "tlhelpers-bundle-1":
-                return _fail(f"{path} is not a tlhelpers bundle")
-            bad = [rel for rel, digest in manifest["files"].items()
-                   if not (tmp / rel).is_file() or _sha256(tmp / rel) != digest]
-            if bad:
-                return _fail(f"bundle damaged: {len(bad)} files fail their checksum (first: {bad[0]}); export it again")
-            for name in {rel.split("/")[0] for rel in manifest["files"]}:
-                dest = targets[name]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                for f in (tmp / name).rglob("*"):
-                    if f.is_file():
-                        out = dest / f.relative_to(tmp / name)
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.move(str(f), out)
-        print(f"imported {len(manifest['files']):,} files into {', '.join(str(targets[n]) for n in sorted({r.split('/')[0] for r in manifest['files']}))}")
-        return 0
-    except (tarfile.TarError, json.JSONDecodeError, KeyError, OSError) as e:
-        return _fail(f"cannot import {path}: {type(e).__name__}: {e}")
+    return bundle_export(path) if args.action == "export" else bundle_import(path)
 
+
+# ---------------------------------------------------------------- pretrain
 
 def cmd_pretrain(args) -> int:
     from .data import cifar_dir
     from .pretrain import pretrain
 
     if not (cifar_dir() / "train").is_dir():
-        return _fail(f"pretraining needs the CIFAR-10 JPEG folder at {cifar_dir()}: "
-                     "python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz")
+        return _fail(f"pretraining needs the CIFAR-10 JPEG folder at {cifar_dir()}: {_archive_remedy()}")
     pretrain(args.out, epochs=args.epochs, size=args.size, seed=args.seed, probe_every=args.probe_every)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tlhelpers", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tlhelpers", description=__doc__.splitlines()[0],
+                                epilog="Details: README.md, section 'Launch routes'.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("doctor", help="versions, device, cached data and weights, remedies").set_defaults(fn=cmd_doctor)
     pf = sub.add_parser("prefetch", help="download weights and CIFAR-10 into the cache, or unpack the JPEG archive")
     pf.add_argument("--archive", help="unpack this cifar10-jpg.tar.gz into the cache instead of downloading CIFAR-10")
     pf.add_argument("--data-only", action="store_true", help="skip the ImageNet weights")
     pf.add_argument("--weights-only", action="store_true", help="skip CIFAR-10")
+    pf.add_argument("--timeout", type=float, default=60, help="network timeout in seconds (default 60)")
     pf.set_defaults(fn=cmd_prefetch)
     b = sub.add_parser("bundle", help="export or import the whole cache as one file (classrooms without network)")
     b.add_argument("action", choices=["export", "import"])
-    b.add_argument("file")
+    b.add_argument("file", help="the bundle file, e.g. tl-course.tar (.tar.gz compresses, slower, barely smaller)")
     b.set_defaults(fn=cmd_bundle)
     pt = sub.add_parser("pretrain", help="rebuild the offline course backbone")
     pt.add_argument("--out", default=str(Path(__file__).parent / "weights"))
