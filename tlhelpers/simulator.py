@@ -25,8 +25,9 @@ class StepReport:
     trainable: dict[str, bool]
     grad_norm: dict[str, float]       # L2 norm of the parameter gradients (0.0: no gradient reached the weights)
     signal_norm: dict[str, float]     # L2 norm of the gradient w.r.t. the stage's output (0.0: backward never got here)
-    changed: dict[str, int]           # parameters tensors whose values changed in the step
-    n_tensors: dict[str, int]
+    changed: dict[str, int]           # parameter tensors whose values changed in the step
+    n_tensors: dict[str, int]         # parameter tensors in the stage
+    changed_names: list[str]          # the names of the changed parameter tensors (``layer4.0.conv1.weight``, ...)
     trainable_params: int
     total_params: int
     loss: float
@@ -34,7 +35,21 @@ class StepReport:
     extra: dict = field(default_factory=dict)
 
     def receives_gradient(self, stage: str) -> bool:
+        """True if gradients reached this stage's weights (only trainable stages)."""
         return self.grad_norm[stage] > 0
+
+    def passes_signal(self, stage: str) -> bool:
+        """True if the backward pass reached this stage's output (it may still be frozen)."""
+        return self.signal_norm[stage] > 0
+
+    def summary(self) -> str:
+        """Booleans and counts only (no norms, no times): the deterministic part of the step."""
+        def names(pred):
+            return ", ".join(s for s in self.stages if pred(s)) or "none"
+        return (f"trainable: {names(lambda s: self.trainable[s])} ({self.trainable_params:,} / {self.total_params:,} parameters)\n"
+                f"weight gradients reached: {names(self.receives_gradient)}\n"
+                f"backward pass reached the output of: {names(self.passes_signal)}\n"
+                f"parameter tensors changed: {', '.join(f'{s} {self.changed[s]}/{self.n_tensors[s]}' for s in self.stages if self.changed[s]) or 'none'}")
 
     def table(self) -> str:
         lines = [f"{'stage':<8} {'status':<9} {'weight grad':>12} {'backprop signal':>16}  changed"]
@@ -52,12 +67,18 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tra
     gradient arriving at each stage's output (how far backpropagation travels), how many parameter
     tensors changed, the trainable count, the loss and the wall time of the step.
     """
+    if images.ndim != 4 or len(images) != len(labels) or len(labels) == 0:
+        raise ValueError(f"Need a non-empty batch (N, 3, H, W) with N labels, got images {tuple(images.shape)} "
+                         f"and labels {tuple(labels.shape)}")
     stages = stage_names(model)
+    if isinstance(trainable, str):
+        trainable = [trainable]
     if isinstance(trainable, dict):
         trainable = [s for s, on in trainable.items() if on]
     set_trainable(model, trainable)
     device = next(model.parameters()).device
     params = {s: _params(model, s) for s in stages}
+    names = {id(p): n for n, p in model.named_parameters()}
     before = {s: [p.detach().clone() for p in ps] for s, ps in params.items()}
     signal = {s: 0.0 for s in stages}
 
@@ -89,9 +110,10 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tra
     seconds = time.perf_counter() - t0
     grad_norm = {s: float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in ps if p.grad is not None) + 0.0))
                  if any(p.grad is not None for p in ps) else 0.0 for s, ps in params.items()}
-    changed = {s: sum(not torch.equal(b, p.detach()) for b, p in zip(before[s], params[s])) for s in stages}
+    diff = {s: [not torch.equal(b, p.detach()) for b, p in zip(before[s], params[s])] for s in stages}
     t, n = count_params(model)
-    return StepReport(stages=stages, trainable={s: s in trainable or (s == "fc" and "head" in trainable) for s in stages},
-                      grad_norm=grad_norm, signal_norm=signal, changed=changed,
-                      n_tensors={s: len(ps) for s, ps in params.items()}, trainable_params=t, total_params=n,
-                      loss=loss.item(), seconds=seconds)
+    return StepReport(stages=stages, trainable={s: any(p.requires_grad for p in params[s]) for s in stages},
+                      grad_norm=grad_norm, signal_norm=signal, changed={s: sum(d) for s, d in diff.items()},
+                      n_tensors={s: len(ps) for s, ps in params.items()},
+                      changed_names=[names[id(p)] for s in stages for p, d in zip(params[s], diff[s]) if d],
+                      trainable_params=t, total_params=n, loss=loss.item(), seconds=seconds)

@@ -1,6 +1,7 @@
 """Choosing a strategy: the decision flowchart of the course as a plain, tested function."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 __all__ = ["Recommendation", "recommend_strategy", "SMALL", "LARGE"]
@@ -26,10 +27,11 @@ class Recommendation:
     trainable: list[str]   # the ResNet stages to unfreeze
     learning_rates: str
     reason: str
+    path: str = ""         # the answers that led through the flowchart, e.g. "500 images: small -> similar -> ample"
 
     def __str__(self) -> str:
-        return (f"{self.strategy} ({self.scenario})\n  train: {', '.join(self.trainable)}; lr: {self.learning_rates}\n"
-                f"  why: {self.reason}")
+        return (f"{self.strategy} ({self.scenario})\n  path: {self.path}\n"
+                f"  train: {', '.join(self.trainable)}; lr: {self.learning_rates}\n  why: {self.reason}")
 
 
 def recommend_strategy(n_images: int, similarity: str = "similar", budget: str = "ample") -> Recommendation:
@@ -38,12 +40,13 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
     ``similarity``: "similar" or "different"; ``budget``: "limited" or "ample".
     Follows the course flowchart: size first (< 1,000 small, > 10,000 large), then domain, then budget.
     """
-    if not isinstance(n_images, int) or isinstance(n_images, bool) or n_images < 1:
+    if not isinstance(n_images, numbers.Integral) or isinstance(n_images, bool) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
     if similarity not in ("similar", "different"):
         raise ValueError(f"similarity must be 'similar' or 'different', got {similarity!r}")
     if budget not in ("limited", "ample"):
         raise ValueError(f"budget must be 'limited' or 'ample', got {budget!r}")
+    n_images = int(n_images)
     size = "small" if n_images < SMALL else "large" if n_images > LARGE else "medium"
     similar = similarity == "similar"
     if size == "small" and similar:
@@ -69,4 +72,6 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
         cheaper = "partial fine-tuning" if (s == "full fine-tuning" and not similar) else "feature extraction"
         why = f"{why}; but with a limited compute budget, {cheaper} is the affordable step down (fewer gradients, less memory)"
         s = cheaper
-    return Recommendation(s, scen, list(_STAGES[s]), _LR[s], why)
+    band = {"small": f"small (< {SMALL:,})", "large": f"large (> {LARGE:,})", "medium": f"medium ({SMALL:,}-{LARGE:,})"}[size]
+    path = f"{n_images:,} images: {band} -> {similarity} domain -> {budget} compute"
+    return Recommendation(s, scen, list(_STAGES[s]), _LR[s], why, path)

@@ -1,24 +1,94 @@
-"""ipywidgets views: the fine-tuning simulator and the strategy guide. Thin layers over tested functions."""
+"""ipywidgets views: the fine-tuning simulator and the strategy guide. Thin layers over tested functions.
+
+CSS classes for end-to-end browser tests (kept stable): ``tl-toggle-<stage>`` (one per stage),
+``tl-train-step``, ``tl-status`` (with ``tl-trainable`` and, after a step, ``tl-flow`` inside),
+``tl-plot``; ``tl-size``, ``tl-similarity``, ``tl-budget``, ``tl-recommendation`` (with ``tl-strategy`` inside).
+"""
 from __future__ import annotations
 
 import html
+import io
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .freeze import count_params, stage_names, trainable_stages
+from .freeze import _params, count_params, stage_names, trainable_stages
 from .simulator import StepReport, train_step
 from .strategy import recommend_strategy
 
-__all__ = ["FineTuningSimulator", "StrategyGuide"]
+__all__ = ["FineTuningSimulator", "StrategyGuide", "draw_step"]
 
-BLUE, GREEN, RED = "#1f77b4", "#2ca02c", "#d62728"
+BLUE, GREEN, RED, GREY = "#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"
+
+
+def draw_step(r: StepReport, title: str | None = None):
+    """The network as a row of stages (frozen blue, trainable green) with the backward pass of one step.
+
+    Top: the red arrow is the backward pass, from the loss to the earliest stage it reaches; a red
+    dot marks each stage whose *weights* received a gradient. Bottom: the weight-gradient norm per
+    stage (log scale); frozen stages have none, even when the backward signal passes through them.
+    """
+    n = len(r.stages)
+    fig, (top, bot) = plt.subplots(2, 1, figsize=(10, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
+    top.set_xlim(-0.9, n + 0.1)
+    top.set_ylim(-0.75, 1.05)
+    top.axis("off")
+    for i, s in enumerate(r.stages):
+        color = GREEN if r.trainable[s] else BLUE
+        top.add_patch(FancyBboxPatch((i - 0.4, 0.2), 0.8, 0.6, boxstyle="round,pad=0.02", fc=color, ec="none", alpha=0.85))
+        top.text(i, 0.62, s, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
+        top.text(i, 0.38, "trainable" if r.trainable[s] else "frozen", ha="center", va="center", color="white", fontsize=8)
+        if r.receives_gradient(s):
+            top.scatter([i + 0.3], [0.75], s=110, color=RED, zorder=4, edgecolors="white")
+        top.text(i, -0.62, f"{r.changed[s]}/{r.n_tensors[s]} tensors changed", ha="center", fontsize=7.5,
+                 color=RED if r.changed[s] else GREY)
+    top.text(-0.75, 0.5, "input", ha="center", va="center", fontsize=9)
+    top.annotate("", xy=(-0.42, 0.5), xytext=(-0.6, 0.5), arrowprops=dict(arrowstyle="->", color=GREY))
+    top.text(n - 0.35, 0.5, "loss", ha="center", va="center", fontsize=9)
+    reached = [i for i, s in enumerate(r.stages) if r.passes_signal(s)]
+    if reached:
+        start = min(reached)
+        top.add_patch(FancyArrowPatch((n - 0.35, 0.02), (start - 0.4, 0.02), arrowstyle="-|>", mutation_scale=14,
+                                      color=RED, lw=2))
+        top.text((n - 0.35 + start - 0.4) / 2, -0.22, "backward pass (gradient signal)", ha="center", color=RED, fontsize=8)
+        if start > 0:
+            top.text(start - 0.5, 0.02, "stops", ha="right", va="center", color=RED, fontsize=8)
+    else:
+        top.text(n / 2 - 0.5, -0.1, "no backward pass: nothing is trainable", ha="center", color=GREY, fontsize=9)
+    norms = [r.grad_norm[s] for s in r.stages]
+    xs = range(n)
+    bot.bar(xs, [g if g > 0 else float("nan") for g in norms], color=RED, width=0.5)
+    if any(g > 0 for g in norms):
+        bot.set_yscale("log")
+        lo, hi = min(g for g in norms if g > 0), max(norms)
+        bot.set_ylim(lo / 5, hi * 5)
+        floor = lo / 5
+    else:
+        bot.set_ylim(0.1, 10)
+        bot.set_yscale("log")
+        floor = 0.1
+    for i, g in enumerate(norms):
+        bot.text(i, g * 1.15 if g > 0 else floor * 1.3, f"{g:.2g}" if g > 0 else "no weight gradient", ha="center",
+                 va="bottom", fontsize=8, color="black" if g > 0 else GREY)
+    bot.set_xticks(list(xs), r.stages)
+    bot.set_xlim(-0.9, n + 0.1)
+    bot.set_ylabel("weight-gradient\nnorm (log)", fontsize=8)
+    bot.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or (f"One training step: loss {r.loss:.3f}, {r.trainable_params:,} trainable parameters, "
+                           f"{r.seconds * 1000:.0f} ms"), fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 class FineTuningSimulator:
     """One toggle per stage (Frozen, blue / Trainable, green) and a "Train step" button that runs
-    :func:`tlhelpers.simulator.train_step` on a real batch and shows where gradients flowed."""
+    :func:`tlhelpers.simulator.train_step` on a real batch and shows where gradients flowed.
+
+    The toggles start from the model's current ``requires_grad`` state. Each step really trains
+    ``model`` (one SGD step at ``lr``); use a copy if you need the original weights afterwards.
+    """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform=None, lr: float = 1e-2):
         import ipywidgets as w
@@ -26,83 +96,76 @@ class FineTuningSimulator:
         self.model, self.images, self.labels, self.transform, self.lr = model, images, labels, transform, lr
         self.stages = stage_names(model)
         on = set(trainable_stages(model))
-        self.toggles = {}
+        self.toggles: dict[str, w.ToggleButton] = {}
         for s in self.stages:
-            t = w.ToggleButton(value=s in on, description=self._label(s, s in on), layout=w.Layout(width="130px"))
+            t = w.ToggleButton(value=s in on, layout=w.Layout(width="150px"), tooltip=f"Freeze or train {s}")
             t.add_class(f"tl-toggle-{s}")
+            self._style(s, t)
             t.observe(self._on_toggle, names="value")
-            self._style(t)
             self.toggles[s] = t
-        self.button = w.Button(description="Train step", button_style="danger", icon="play")
+        self.button = w.Button(description="Train step", button_style="danger", icon="play",
+                               tooltip="Run one real forward/backward/SGD step on the batch")
         self.button.add_class("tl-train-step")
         self.button.on_click(lambda _: self.step())
         self.status = w.HTML()
         self.status.add_class("tl-status")
-        self.plot = w.Output()
+        self.plot = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        self.plot.add_class("tl-plot")
         self.report: StepReport | None = None
         self.widget = w.VBox([w.HBox(list(self.toggles.values())), w.HBox([self.button, self.status]), self.plot])
         self._update_status()
 
     @staticmethod
-    def _label(stage: str, on: bool) -> str:
-        return f"{stage}: {'Trainable' if on else 'Frozen'}"
-
-    def _style(self, t) -> None:
-        t.style.button_color = GREEN if t.value else BLUE
-        t.style.text_color = "white"
+    def _style(stage: str, t) -> None:
+        # ToggleButton has no free button colour in ipywidgets 8: "primary" is blue, "success" green
+        t.description = f"{stage}: {'Trainable' if t.value else 'Frozen'}"
+        t.button_style = "success" if t.value else "primary"
+        t.icon = "unlock" if t.value else "lock"
 
     def _on_toggle(self, change) -> None:
         t = change["owner"]
-        stage = next(s for s, b in self.toggles.items() if b is t)
-        t.description = self._label(stage, t.value)
-        self._style(t)
+        self._style(next(s for s, b in self.toggles.items() if b is t), t)
         self._update_status()
 
     def selected(self) -> list[str]:
+        """The stages currently toggled to Trainable."""
         return [s for s, t in self.toggles.items() if t.value]
 
-    def _update_status(self) -> None:
-        from .freeze import _params
-
+    def _update_status(self, running: bool = False) -> None:
         total = count_params(self.model)[1]
         chosen = sum(p.numel() for s in self.selected() for p in _params(self.model, s))
         text = f"Trainable: <b class='tl-trainable'>{chosen:,}</b> / {total:,} ({chosen / total:.2%})"
-        if self.report is not None:
+        if running:
+            text += " &nbsp;|&nbsp; running one step..."
+        elif self.report is None:
+            text += " &nbsp;|&nbsp; press <i>Train step</i> to run one real step"
+        else:
             r = self.report
             flowing = [s for s in r.stages if r.receives_gradient(s)]
-            text += (f" &nbsp;|&nbsp; last step: loss {r.loss:.3f}, {r.seconds * 1000:.0f} ms, "
-                     f"gradients reached: <b class='tl-flow'>{html.escape(', '.join(flowing) or 'none')}</b>")
+            changed = ", ".join(f"{s} {r.changed[s]}/{r.n_tensors[s]}" for s in r.stages if r.changed[s]) or "none"
+            text += (f"<br>Last step: gradients reached the weights of <b class='tl-flow'>"
+                     f"{html.escape(', '.join(flowing) or 'none')}</b>; tensors changed: {html.escape(changed)}; "
+                     f"loss {r.loss:.3f}; step time {r.seconds * 1000:.0f} ms")
+            if sorted(r.stages.index(s) for s in self.selected()) != [i for i, s in enumerate(r.stages) if r.trainable[s]]:
+                text += " <i>(toggles changed since: press Train step again)</i>"
         self.status.value = text
 
     def step(self) -> StepReport:
         """Run one real training step with the current toggles and redraw."""
-        self.report = train_step(self.model, self.images, self.labels, self.selected(), lr=self.lr, transform=self.transform)
+        self.button.disabled = True
+        self._update_status(running=True)
+        try:
+            self.report = train_step(self.model, self.images, self.labels, self.selected(), lr=self.lr,
+                                     transform=self.transform)
+        finally:
+            self.button.disabled = False
+        fig = draw_step(self.report)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        self.plot.value = buf.getvalue()
         self._update_status()
-        self.plot.clear_output(wait=True)
-        with self.plot:
-            self._draw(self.report)
-            plt.show()
         return self.report
-
-    def _draw(self, r: StepReport):
-        fig, ax = plt.subplots(figsize=(9, 3))
-        xs = range(len(r.stages))
-        colors = [GREEN if r.trainable[s] else BLUE for s in r.stages]
-        ax.bar(xs, [1] * len(xs), color=colors, alpha=0.25, width=0.8)
-        for i, s in enumerate(r.stages):
-            g = r.grad_norm[s]
-            if g > 0:
-                ax.scatter([i], [0.5], s=120 + 600 * min(1.0, g / max(r.grad_norm.values())), color=RED, zorder=3)
-            label = (f"grad {g:.2g}\n{r.changed[s]}/{r.n_tensors[s]} changed" if g > 0
-                     else ("signal passes,\nno weight grad" if r.signal_norm[s] > 0 else "no gradient"))
-            ax.text(i, 0.12, label, ha="center", fontsize=8)
-        ax.set_xticks(list(xs), [f"{s}\n{'trainable' if r.trainable[s] else 'frozen'}" for s in r.stages])
-        ax.set_yticks([])
-        ax.set_ylim(0, 1)
-        ax.set_title(f"Gradient flow (red = gradients reach the weights); input on the left, loss on the right. "
-                     f"Step {r.seconds * 1000:.0f} ms", fontsize=9)
-        fig.tight_layout()
-        return fig
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -117,12 +180,19 @@ class StrategyGuide:
     def __init__(self, n_images: int = 500, similarity: str = "similar", budget: str = "ample"):
         import ipywidgets as w
 
+        if n_images not in self.SIZES:
+            raise ValueError(f"n_images must be one of {', '.join(f'{n:,}' for n in self.SIZES)}; got {n_images!r}")
+        recommend_strategy(n_images, similarity, budget)  # validates similarity and budget with clear messages
+        style = {"description_width": "110px"}
         self.size = w.SelectionSlider(options=[(f"{n:,}", n) for n in self.SIZES], value=n_images,
-                                      description="Images", continuous_update=False, layout=w.Layout(width="420px"))
+                                      description="Labelled images", continuous_update=False, style=style,
+                                      layout=w.Layout(width="480px"))
         self.size.add_class("tl-size")
-        self.similarity = w.ToggleButtons(options=["similar", "different"], value=similarity, description="Domain")
+        self.similarity = w.ToggleButtons(options=[("similar to pretraining", "similar"), ("different", "different")],
+                                          value=similarity, description="Domain", style=style)
         self.similarity.add_class("tl-similarity")
-        self.budget = w.ToggleButtons(options=["limited", "ample"], value=budget, description="Compute")
+        self.budget = w.ToggleButtons(options=[("limited", "limited"), ("ample", "ample")], value=budget,
+                                      description="Compute budget", style=style)
         self.budget.add_class("tl-budget")
         self.out = w.HTML()
         self.out.add_class("tl-recommendation")
@@ -132,12 +202,16 @@ class StrategyGuide:
         self.update()
 
     def update(self):
+        """Recompute the recommendation from the controls and redraw it."""
         r = recommend_strategy(self.size.value, self.similarity.value, self.budget.value)
         self.recommendation = r
-        self.out.value = (f"<div style='border-left:4px solid {GREEN};padding:4px 10px'>"
-                          f"<b class='tl-strategy'>{html.escape(r.strategy)}</b> &mdash; {html.escape(r.scenario)}<br>"
+        color = {"feature extraction": BLUE, "partial fine-tuning": "#ff7f0e", "full fine-tuning": GREEN}[r.strategy]
+        self.out.value = (f"<div style='border-left:5px solid {color};padding:4px 10px;margin-top:6px'>"
+                          f"<b class='tl-strategy' style='font-size:1.15em'>{html.escape(r.strategy)}</b> &mdash; "
+                          f"{html.escape(r.scenario)}<br>"
+                          f"<span style='color:#555'>path: {html.escape(r.path)}</span><br>"
                           f"train: {html.escape(', '.join(r.trainable))}; learning rates: {html.escape(r.learning_rates)}<br>"
-                          f"<i>{html.escape(r.reason)}</i></div>")
+                          f"<i>why: {html.escape(r.reason)}</i></div>")
         return r
 
     def _ipython_display_(self):

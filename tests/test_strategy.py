@@ -1,0 +1,65 @@
+"""The decision flowchart as a function: the four scenarios, the medium band, the budget step-down, bad inputs."""
+import numpy as np
+import pytest
+
+from tlhelpers.strategy import LARGE, SMALL, recommend_strategy
+
+FE, PFT, FFT = "feature extraction", "partial fine-tuning", "full fine-tuning"
+
+
+@pytest.mark.parametrize("n, similarity, strategy, scenario", [
+    (300, "similar", FE, "scenario 1"),
+    (50_000, "similar", FFT, "scenario 2"),
+    (300, "different", PFT, "scenario 3"),
+    (50_000, "different", FFT, "scenario 4"),
+    (5_000, "similar", PFT, "medium"),
+    (5_000, "different", PFT, "medium"),
+])
+def test_four_scenarios_and_medium_band(n, similarity, strategy, scenario):
+    r = recommend_strategy(n, similarity, "ample")
+    assert r.strategy == strategy and r.scenario.startswith(scenario)
+    assert r.reason and similarity in r.path and f"{n:,}" in r.path
+
+
+def test_thresholds_are_the_flowchart_boundaries():
+    assert recommend_strategy(SMALL - 1).scenario.startswith("scenario 1")
+    assert recommend_strategy(SMALL).scenario.startswith("medium")
+    assert recommend_strategy(LARGE).scenario.startswith("medium")
+    assert recommend_strategy(LARGE + 1).scenario.startswith("scenario 2")
+    assert recommend_strategy(np.int64(500)).strategy == FE  # NumPy integers are integers too
+
+
+def test_trainable_stages_match_strategy():
+    assert recommend_strategy(100).trainable == ["fc"]
+    assert recommend_strategy(5_000).trainable == ["layer4", "fc"]
+    assert recommend_strategy(50_000).trainable == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
+
+
+@pytest.mark.parametrize("n, similarity, ample, limited", [
+    (300, "similar", FE, FE),          # already the cheapest
+    (300, "different", PFT, FE),
+    (5_000, "similar", PFT, FE),
+    (5_000, "different", PFT, FE),
+    (50_000, "similar", FFT, FE),
+    (50_000, "different", FFT, PFT),   # features must adapt: step down only one level
+])
+def test_limited_budget_steps_down(n, similarity, ample, limited):
+    a, lim = recommend_strategy(n, similarity, "ample"), recommend_strategy(n, similarity, "limited")
+    assert (a.strategy, lim.strategy) == (ample, limited)
+    assert lim.scenario == a.scenario
+    if limited != ample:
+        assert "limited compute budget" in lim.reason
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0,), "n_images must be a positive integer"),
+    ((-5,), "n_images must be a positive integer"),
+    ((2.5,), "n_images must be a positive integer"),
+    ((True,), "n_images must be a positive integer"),
+    (("1000",), "n_images must be a positive integer"),
+    ((100, "Similar"), "similarity must be 'similar' or 'different'"),
+    ((100, "similar", "huge"), "budget must be 'limited' or 'ample'"),
+])
+def test_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        recommend_strategy(*args)
