@@ -63,3 +63,20 @@ def test_limited_budget_steps_down(n, similarity, ample, limited):
 def test_bad_inputs(args, match):
     with pytest.raises(ValueError, match=match):
         recommend_strategy(*args)
+
+
+def test_flowchart_is_drawn_from_the_function():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tlhelpers.strategy import draw_flowchart
+
+    r = recommend_strategy(300, "different", "limited")
+    fig = draw_flowchart(r)
+    texts = [t for t in fig.axes[0].texts]
+    assert {f"scenario {i}" for i in (1, 2, 3, 4)} <= {t.get_text() for t in texts}
+    bold = {t.get_text() for t in texts if t.get_fontweight() == "bold"}
+    assert {"small\n< 1,000 images", "partial\nfine-tuning", "feature\nextraction"} <= bold  # the path taken
+    assert "large\n> 10,000 images" not in bold
+    plt.close(fig)

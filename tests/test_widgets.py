@@ -1,5 +1,5 @@
 """The widgets headless: toggles, the Train step button and the strategy controls change what is shown."""
-import copy
+import base64
 
 import pytest
 
@@ -28,8 +28,8 @@ def test_simulator_starts_from_model_state(sim):
 def test_toggle_and_train_step(sim):
     sim.button.click()
     assert "<b class='tl-flow'>fc</b>" in sim.status.value
-    first_png = sim.plot.value
-    assert first_png[:4] == b"\x89PNG"
+    first_png = sim.plot.outputs[0]["data"]["image/png"]
+    assert base64.b64decode(first_png)[:4] == b"\x89PNG"
     sim.toggles["layer4"].value = True
     assert sim.toggles["layer4"].description == "layer4: Trainable" and sim.toggles["layer4"].button_style == "success"
     layer4_fc = sum(p.numel() for p in sim.model.layer4.parameters()) + 1_026
@@ -38,7 +38,8 @@ def test_toggle_and_train_step(sim):
     sim.button.click()
     assert "<b class='tl-flow'>layer4, fc</b>" in sim.status.value and "toggles changed since" not in sim.status.value
     assert sim.report.trainable_params == layer4_fc and sim.report.changed["layer3"] == 0
-    assert sim.plot.value != first_png and not sim.button.disabled
+    assert len(sim.plot.outputs) == 1 and sim.plot.outputs[0]["data"]["image/png"] != first_png
+    assert not sim.button.disabled
 
 
 def test_all_frozen_step(sim):
@@ -58,6 +59,7 @@ def test_strategy_guide_follows_controls():
     assert g.recommendation.strategy == "full fine-tuning" and "scenario 4" in g.out.value
     g.budget.value = "limited"
     assert g.recommendation.strategy == "partial fine-tuning" and "limited compute budget" in g.out.value
+    assert g.chart.outputs[0]["data"]["text/plain"] == f"<flowchart: {g.recommendation.path}>"
     for cls, c in (("tl-size", g.size), ("tl-similarity", g.similarity), ("tl-budget", g.budget), ("tl-recommendation", g.out)):
         assert cls in c._dom_classes
 

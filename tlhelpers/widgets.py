@@ -2,10 +2,11 @@
 
 CSS classes for end-to-end browser tests (kept stable): ``tl-toggle-<stage>`` (one per stage),
 ``tl-train-step``, ``tl-status`` (with ``tl-trainable`` and, after a step, ``tl-flow`` inside),
-``tl-plot``; ``tl-size``, ``tl-similarity``, ``tl-budget``, ``tl-recommendation`` (with ``tl-strategy`` inside).
+``tl-plot``; ``tl-size``, ``tl-similarity``, ``tl-budget``, ``tl-recommendation`` (with ``tl-strategy`` inside), ``tl-flowchart``.
 """
 from __future__ import annotations
 
+import base64
 import html
 import io
 
@@ -16,7 +17,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .freeze import _params, count_params, stage_names, trainable_stages
 from .simulator import StepReport, train_step
-from .strategy import recommend_strategy
+from .strategy import draw_flowchart, recommend_strategy
 
 __all__ = ["FineTuningSimulator", "StrategyGuide", "draw_step"]
 
@@ -82,6 +83,18 @@ def draw_step(r: StepReport, title: str | None = None):
     return fig
 
 
+def _show_figure(out, fig, text: str) -> None:
+    """Put a matplotlib figure into an ``Output`` widget as a PNG, replacing what was there.
+
+    Setting ``outputs`` directly works from button callbacks, in any frontend, and without a kernel (tests).
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": text}},)
+
+
 class FineTuningSimulator:
     """One toggle per stage (Frozen, blue / Trainable, green) and a "Train step" button that runs
     :func:`tlhelpers.simulator.train_step` on a real batch and shows where gradients flowed.
@@ -109,7 +122,7 @@ class FineTuningSimulator:
         self.button.on_click(lambda _: self.step())
         self.status = w.HTML()
         self.status.add_class("tl-status")
-        self.plot = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        self.plot = w.Output()
         self.plot.add_class("tl-plot")
         self.report: StepReport | None = None
         self.widget = w.VBox([w.HBox(list(self.toggles.values())), w.HBox([self.button, self.status]), self.plot])
@@ -159,11 +172,7 @@ class FineTuningSimulator:
                                      transform=self.transform)
         finally:
             self.button.disabled = False
-        fig = draw_step(self.report)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        self.plot.value = buf.getvalue()
+        _show_figure(self.plot, draw_step(self.report), f"<gradient-flow plot: {', '.join(self.selected()) or 'nothing'} trainable>")
         self._update_status()
         return self.report
 
@@ -173,11 +182,12 @@ class FineTuningSimulator:
 
 
 class StrategyGuide:
-    """Controls for dataset size, domain similarity and compute budget; shows :func:`recommend_strategy`."""
+    """Controls for dataset size, domain similarity and compute budget; shows :func:`recommend_strategy`
+    with its reason, and the flowchart with the path taken drawn bold (``flowchart=False`` to leave it out)."""
 
     SIZES = [50, 100, 300, 500, 1_000, 3_000, 5_000, 10_000, 30_000, 100_000, 1_000_000]
 
-    def __init__(self, n_images: int = 500, similarity: str = "similar", budget: str = "ample"):
+    def __init__(self, n_images: int = 500, similarity: str = "similar", budget: str = "ample", flowchart: bool = True):
         import ipywidgets as w
 
         if n_images not in self.SIZES:
@@ -188,17 +198,19 @@ class StrategyGuide:
                                       description="Labelled images", continuous_update=False, style=style,
                                       layout=w.Layout(width="480px"))
         self.size.add_class("tl-size")
-        self.similarity = w.ToggleButtons(options=[("similar to pretraining", "similar"), ("different", "different")],
-                                          value=similarity, description="Domain", style=style)
+        self.similarity = w.ToggleButtons(options=["similar", "different"], value=similarity, description="Domain",
+                                          tooltips=["similar to the pretraining images", "different from them"], style=style)
         self.similarity.add_class("tl-similarity")
-        self.budget = w.ToggleButtons(options=[("limited", "limited"), ("ample", "ample")], value=budget,
-                                      description="Compute budget", style=style)
+        self.budget = w.ToggleButtons(options=["limited", "ample"], value=budget, description="Compute budget", style=style)
         self.budget.add_class("tl-budget")
         self.out = w.HTML()
         self.out.add_class("tl-recommendation")
         for c in (self.size, self.similarity, self.budget):
             c.observe(lambda _: self.update(), names="value")
-        self.widget = w.VBox([self.size, self.similarity, self.budget, self.out])
+        self.chart = w.Output() if flowchart else None
+        if self.chart is not None:
+            self.chart.add_class("tl-flowchart")
+        self.widget = w.VBox([self.size, self.similarity, self.budget, self.out] + ([self.chart] if flowchart else []))
         self.update()
 
     def update(self):
@@ -212,6 +224,8 @@ class StrategyGuide:
                           f"<span style='color:#555'>path: {html.escape(r.path)}</span><br>"
                           f"train: {html.escape(', '.join(r.trainable))}; learning rates: {html.escape(r.learning_rates)}<br>"
                           f"<i>why: {html.escape(r.reason)}</i></div>")
+        if self.chart is not None:
+            _show_figure(self.chart, draw_flowchart(r), f"<flowchart: {r.path}>")
         return r
 
     def _ipython_display_(self):
