@@ -1,0 +1,154 @@
+"""The self-check functions of notebooks 01 and 02 accept right answers and reject wrong ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import tlhelpers as tl
+from tlhelpers.exercises import nb01, nb02
+from tlhelpers.freeze import keep_frozen_bn_in_eval
+
+
+# ---------------------------------------------------------------- notebook 01
+
+@pytest.mark.parametrize("size,side", [(224, 7), (64, 2), (32, 1), (100, 4)])
+def test_layer4_size(size, side, capsys):
+    assert nb01.check_layer4_size(side, input_size=size)
+    assert "Correct" in capsys.readouterr().out
+    assert not nb01.check_layer4_size(side + 1, input_size=size)
+    assert not nb01.check_layer4_size(size // 16, input_size=size)  # one halving too few
+    assert "Not yet" in capsys.readouterr().out
+
+
+def test_layer4_size_rejects_non_integers():
+    assert not nb01.check_layer4_size("7", input_size=224)
+    assert not nb01.check_layer4_size(7.5, input_size=224)
+
+
+def good_probe(xtr, ytr, xte, yte):
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return clf.fit(xtr, ytr).score(xte, yte)
+
+
+def cheating_probe(xtr, ytr, xte, yte):  # fits on the test set
+    return good_probe(xte, yte, xte, yte)
+
+
+def test_probe_function_accepts_a_fair_probe():
+    assert nb01.check_probe_function(good_probe)
+
+
+@pytest.mark.parametrize("bad", [
+    cheating_probe,
+    lambda *a: 100 * good_probe(*a),          # a percentage, not a fraction
+    lambda *a: 0.5,                           # constant
+    lambda xtr, ytr, xte, yte: good_probe(xtr, ytr, xtr, ytr),  # training accuracy
+    lambda *a: 1 / 0,                         # raises
+], ids=["test-fit", "percent", "constant", "train-acc", "raises"])
+def test_probe_function_rejects_wrong_probes(bad, capsys):
+    assert not nb01.check_probe_function(bad)
+    assert "Not yet" in capsys.readouterr().out
+
+
+def test_largest_gap():
+    pre = {"layer1": 0.60, "layer2": 0.66, "layer3": 0.75, "layer4": 0.72}
+    rnd = {"layer1": 0.58, "layer2": 0.59, "layer3": 0.57, "layer4": 0.56}
+    assert nb01.check_largest_gap(pre, rnd, "layer3")
+    for wrong in ("layer1", "layer2", "layer4", "layer5", 3):
+        assert not nb01.check_largest_gap(pre, rnd, wrong)
+    # the best pretrained stage is not always the largest gap
+    rnd2 = dict(rnd, layer3=0.70)
+    assert nb01.check_largest_gap(pre, rnd2, "layer4")
+    assert not nb01.check_largest_gap(pre, rnd2, "layer3")
+
+
+# ---------------------------------------------------------------- notebook 02
+
+def test_head_params():
+    assert nb02.check_head_params(5130, num_classes=10)
+    assert nb02.check_head_params(1026, num_classes=2)
+    assert nb02.check_head_params(nn.Linear(512, 7).weight.numel() + 7, num_classes=7)
+    for wrong in (5120, 5140, 512 * 10, "5130"):
+        assert not nb02.check_head_params(wrong, num_classes=10)
+
+
+def _partial_model(stages=("layer3", "layer4")) -> nn.Module:
+    model = torchvision.models.resnet18(weights=None)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.split(".")[0] in stages
+    model.fc = nn.Linear(model.fc.in_features, 2)
+    return model
+
+
+def test_partial_setup_accepts_handwritten_and_helper_versions():
+    m = _partial_model()
+    opt = torch.optim.Adam([{"params": m.layer3.parameters(), "lr": 1e-5},
+                            {"params": m.layer4.parameters(), "lr": 1e-4},
+                            {"params": m.fc.parameters(), "lr": 1e-3}])
+    assert nb02.check_partial_setup(m, opt)
+    m2, _ = tl.load_backbone("resnet18", weights="random", num_classes=2, verbose=False)
+    tl.unfreeze_last(m2, 3)
+    opt2 = tl.make_optimizer(m2, stage_lrs={"layer3": 1e-4, "layer4": 1e-4, "fc": 1e-3})
+    assert nb02.check_partial_setup(m2, opt2)
+
+
+def test_partial_setup_rejects_mistakes(capsys):
+    m = _partial_model(("layer4",))
+    opt = torch.optim.Adam([{"params": m.layer4.parameters(), "lr": 1e-4}, {"params": m.fc.parameters(), "lr": 1e-3}])
+    assert not nb02.check_partial_setup(m, opt)                      # layer3 left frozen
+    m = _partial_model()
+    assert not nb02.check_partial_setup(m, torch.optim.Adam(m.parameters(), lr=1e-4))  # frozen params in optimizer
+    assert not nb02.check_partial_setup(m, torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3))  # one lr
+    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # head slower than backbone
+        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-3},
+        {"params": m.fc.parameters(), "lr": 1e-4}]))
+    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # head params missing
+        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4}]))
+    m.layer3[0].bn1.weight.requires_grad = False
+    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # layer3 only partly trainable
+        {"params": [p for p in m.layer3.parameters() if p.requires_grad] + list(m.layer4.parameters()), "lr": 1e-4},
+        {"params": m.fc.parameters(), "lr": 1e-3}]))
+    m = _partial_model()
+    m.fc = nn.Linear(512, 10)
+    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # wrong number of classes
+        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4},
+        {"params": m.fc.parameters(), "lr": 1e-3}]))
+    assert capsys.readouterr().out.count("Not yet") == 7
+
+
+def _measured_adam_bytes(model: nn.Module) -> int:
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()
+    return sum(t.nbytes for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
+
+
+@pytest.mark.parametrize("stages", [("fc",), ("layer4", "fc")])
+def test_adam_state_bytes_matches_a_real_optimizer(stages):
+    model = _partial_model(stages)
+    measured = _measured_adam_bytes(model)
+    assert nb02.check_adam_state_bytes(measured, model)  # with the step counters
+    trainable = tl.count_params(model)[0]
+    assert nb02.check_adam_state_bytes(8 * trainable, model)
+    assert not nb02.check_adam_state_bytes(4 * trainable, model)  # one buffer only
+    assert not nb02.check_adam_state_bytes(8 * tl.count_params(model)[1], model)  # frozen ones too
+    assert not nb02.check_adam_state_bytes(2 * trainable, model)  # buffers counted in numbers, not bytes
+
+
+def test_bn_fix():
+    def right(model):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d) and not m.weight.requires_grad:
+                m.eval()
+    assert nb02.check_bn_fix(right)
+    assert nb02.check_bn_fix(keep_frozen_bn_in_eval)  # the package's own fix
+    assert not nb02.check_bn_fix(lambda model: None)             # the pitfall itself
+    assert not nb02.check_bn_fix(lambda model: model.eval())      # also stops layer4's statistics
+    assert not nb02.check_bn_fix(lambda model: model.layer1.eval())  # only part of the frozen stages
+    assert not nb02.check_bn_fix(lambda model: model.nonexistent())  # raises

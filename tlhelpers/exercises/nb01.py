@@ -1,0 +1,71 @@
+"""Self-checks for notebook 01 (the hierarchy of features)."""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+import torchvision
+
+from . import report
+
+__all__ = ["check_layer4_size", "check_probe_function", "check_largest_gap"]
+
+
+def layer4_size(input_size: int) -> int:
+    """Side length of ResNet18's layer4 feature map for a square ``input_size`` input (measured by a forward pass)."""
+    body = torchvision.models.resnet18(weights=None).eval()
+    out = {}
+    body.layer4.register_forward_hook(lambda m, i, o: out.setdefault("x", o))
+    with torch.inference_mode():
+        body(torch.zeros(1, 3, input_size, input_size))
+    return int(out["x"].shape[-1])
+
+
+def check_layer4_size(answer: int, input_size: int = 224) -> bool:
+    """Exercise 1: the side of layer4's map for an ``input_size`` px image (ResNet18 downsamples by 32)."""
+    truth = layer4_size(input_size)
+    ok = isinstance(answer, (int, np.integer)) and int(answer) == truth
+    return report(ok, f"a {input_size} px image leaves layer4 as 512 maps of {truth}x{truth}.",
+                  "count the halvings: conv1 (stride 2), maxpool, layer2, layer3 and layer4 each halve the size "
+                  "(rounding up).")
+
+
+def _synthetic_task(n: int, d: int, seed: int, separable: bool) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(2 * n) % 2
+    x = rng.normal(size=(2 * n, d)) * rng.uniform(0.1, 50, size=d)  # badly scaled features on purpose
+    if separable:
+        x[:, 0] += (2 * y - 1) * 3 * 50  # class signal in the largest-scale feature
+        x[:, 1] += (2 * y - 1) * 2.0     # and a weak one in a small-scale feature
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]) -> bool:
+    """Exercise 2: ``probe(train_x, train_y, test_x, test_y)`` returns the test accuracy of a linear classifier.
+
+    Tried on a separable synthetic task (must score >= 0.9) and on pure noise (must stay near chance,
+    which catches probes that peek at the test labels), and the result must be a fraction in [0, 1].
+    """
+    try:
+        sep = float(probe(*_synthetic_task(300, 100, 0, separable=True)))
+        noise = float(probe(*_synthetic_task(300, 100, 1, separable=False)))
+    except Exception as e:  # the learner's code raised: say what happened
+        return report(False, "", f"your probe raised {type(e).__name__}: {e}")
+    if not (0.0 <= sep <= 1.0 and 0.0 <= noise <= 1.0):
+        return report(False, "", f"return the accuracy as a fraction between 0 and 1 (got {sep:.3g} and {noise:.3g}).")
+    ok = sep >= 0.9 and noise <= 0.62
+    hint = ("on separable data it scored only {:.0%}: fit on the training features, score on the test features, "
+            "and standardize first (StandardScaler).".format(sep) if sep < 0.9 else
+            f"on pure noise it scored {noise:.0%}: a fair probe never sees the test labels while fitting.")
+    return report(ok, f"{sep:.0%} on a separable task and {noise:.0%} (chance) on noise.", hint)
+
+
+def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[str, float], answer: str) -> bool:
+    """Exercise 3: the stage where pretrained features beat random ones by the most, read off the measured results."""
+    gaps = {s: acc_pretrained[s] - acc_random[s] for s in acc_pretrained}
+    truth = max(gaps, key=gaps.get)
+    ok = answer == truth
+    return report(ok, f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
+                  f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
+                  f"(stages: {', '.join(gaps)}).")
