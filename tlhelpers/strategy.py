@@ -5,17 +5,17 @@ import numbers
 from dataclasses import dataclass
 
 __all__ = ["Recommendation", "recommend_strategy", "draw_flowchart", "SMALL", "LARGE", "HEAD_LR", "BACKBONE_LR",
-           "STRATEGIES"]
+           "STRATEGIES", "STAGES"]
 
 SMALL, LARGE = 1_000, 10_000  # the flowchart's thresholds: < 1,000 images is small, > 10,000 is large
 HEAD_LR, BACKBONE_LR = 1e-3, 1e-4  # Adam: the new head learns fast, pretrained stages move gently
 
-_STAGES = {
+STAGES = {
     "feature extraction": ["fc"],
     "partial fine-tuning": ["layer4", "fc"],
     "full fine-tuning": ["stem", "layer1", "layer2", "layer3", "layer4", "fc"],
 }
-STRATEGIES = tuple(_STAGES)  # cheapest first
+STRATEGIES = tuple(STAGES)  # cheapest first
 _LR = {
     "feature extraction": "head 1e-3",
     "partial fine-tuning": "layer4 1e-4, head 1e-3",
@@ -80,7 +80,7 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
         s = cheaper
     band = {"small": f"small (< {SMALL:,})", "large": f"large (> {LARGE:,})", "medium": f"medium ({SMALL:,}-{LARGE:,})"}[size]
     path = f"{n_images:,} images: {band} -> {similarity} domain -> {budget} compute"
-    return Recommendation(s, scen, list(_STAGES[s]), _LR[s], why, path, n_images, similarity, budget)
+    return Recommendation(s, scen, list(STAGES[s]), _LR[s], why, path, n_images, similarity, budget)
 
 
 _COLORS = {"feature extraction": "#1f77b4", "partial fine-tuning": "#ff7f0e", "full fine-tuning": "#2ca02c"}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import NullFormatter
 
 from .freeze import _params, count_params, stage_names, trainable_stages
 from .simulator import StepReport, train_step
@@ -61,15 +63,11 @@ def draw_step(r: StepReport, title: str | None = None):
     norms = [r.grad_norm[s] for s in r.stages]
     xs = range(n)
     bot.bar(xs, [g if g > 0 else float("nan") for g in norms], color=RED, width=0.5)
-    if any(g > 0 for g in norms):
-        bot.set_yscale("log")
-        lo, hi = min(g for g in norms if g > 0), max(norms)
-        bot.set_ylim(lo / 5, hi * 5)
-        floor = lo / 5
-    else:
-        bot.set_ylim(0.1, 10)
-        bot.set_yscale("log")
-        floor = 0.1
+    bot.set_yscale("log")
+    pos = [g for g in norms if g > 0]
+    floor = 10.0 ** (math.floor(math.log10(min(pos))) - 1) if pos else 0.1
+    bot.set_ylim(floor, 10.0 ** (math.ceil(math.log10(max(pos))) + 0.3) if pos else 10)
+    bot.yaxis.set_minor_formatter(NullFormatter())
     for i, g in enumerate(norms):
         bot.text(i, g * 1.15 if g > 0 else floor * 1.3, f"{g:.2g}" if g > 0 else "no weight gradient", ha="center",
                  va="bottom", fontsize=8, color="black" if g > 0 else GREY)

@@ -1,0 +1,70 @@
+"""Self-checks for notebook 06 (choosing a strategy)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..strategy import recommend_strategy
+from . import report
+
+__all__ = ["SITUATIONS", "check_situations", "check_flowchart", "check_biggest_gain"]
+
+STRATEGIES = ("feature extraction", "partial fine-tuning", "full fine-tuning")
+
+# Exercise 1: described situations -> (n_images, similarity, budget) for recommend_strategy
+SITUATIONS = {
+    "a": ("400 labelled aerial photos of roof types; one GPU for a week", (400, "different", "ample")),
+    "b": ("50,000 product photos (shoes, bags, lamps); a laptop CPU only", (50_000, "similar", "limited")),
+    "c": ("200,000 ultrasound frames; a GPU cluster", (200_000, "different", "ample")),
+    "d": ("600 photos of dog breeds; a GPU", (600, "similar", "ample")),
+}
+
+
+def _norm(s) -> str:
+    return " ".join(str(s).lower().replace("-", " ").replace("_", " ").split()).replace("fine tuning", "fine-tuning")
+
+
+def check_situations(answers: dict) -> bool:
+    """Exercise 1: the strategy the flowchart recommends for each situation in :data:`SITUATIONS`."""
+    if not isinstance(answers, dict) or set(answers) != set(SITUATIONS):
+        return report(False, "", f"give a dict with the keys {sorted(SITUATIONS)}, e.g. {{'a': 'feature extraction', ...}}.")
+    wrong = []
+    for key, (text, args) in SITUATIONS.items():
+        want = recommend_strategy(*args)
+        if _norm(answers[key]) != want.strategy:
+            wrong.append(f"({key}) {text}: think about {want.path.split(': ', 1)[1]}")
+    return report(not wrong, "all four match the flowchart.", f"{len(wrong)} of 4 differ. " + "; ".join(wrong) + ".")
+
+
+def check_flowchart(fn: Callable[[int, str, str], str]) -> bool:
+    """Exercise 2: ``fn(n_images, similarity, budget)`` returns the same strategy name as the flowchart everywhere."""
+    if not callable(fn):
+        return report(False, "", "pass your function itself, e.g. check_flowchart(my_flowchart).")
+    for n in (1, 50, 999, 1_000, 5_000, 10_000, 10_001, 250_000):
+        for sim in ("similar", "different"):
+            for budget in ("ample", "limited"):
+                want = recommend_strategy(n, sim, budget).strategy
+                try:
+                    got = fn(n, sim, budget)
+                except Exception as e:  # a learner's bug: report it as a hint, not a traceback
+                    return report(False, "", f"your function raised {type(e).__name__}: {e} for ({n}, {sim!r}, {budget!r}).")
+                if _norm(got) != want:
+                    return report(False, "", f"for {n:,} images, {sim} domain, {budget} compute the flowchart says "
+                                  f"{want!r}, yours {got!r}.")
+    return report(True, "your function agrees with the flowchart on all 32 test inputs, boundaries included.", "")
+
+
+def check_biggest_gain(results: dict, answer) -> bool:
+    """Exercise 3: the target set (a key of ``results``) where full fine-tuning gained most over feature extraction.
+
+    ``results[key][strategy]`` is the measured test accuracy; the right answer is computed from them.
+    """
+    try:
+        gains = {k: v["full fine-tuning"] - v["feature extraction"] for k, v in results.items()}
+    except (AttributeError, KeyError, TypeError):
+        return report(False, "", "pass the notebook's `results` dict as the first argument.")
+    best = max(gains, key=gains.get)
+    if answer not in gains:
+        return report(False, "", f"answer with one of the keys of results: {', '.join(map(repr, gains))}.")
+    ranked = ", ".join(f"{k!r}: {g * 100:+.1f} points" for k, g in sorted(gains.items(), key=lambda kv: -kv[1]))
+    return report(answer == best, f"full fine-tuning gained most on {best!r} ({ranked}).",
+                  "compute full fine-tuning minus feature extraction for each row of the table.")
