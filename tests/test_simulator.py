@@ -106,3 +106,20 @@ def test_bad_inputs(setup):
         train_step(model, x, y[:3], ["fc"], transform=pre)
     with pytest.raises(ValueError, match="Unknown stage 'layer9'"):
         train_step(model, x, y, ["layer9"], transform=pre)
+
+
+def test_exercise_checks_match_real_steps(setup, capsys):
+    from tlhelpers.exercises.nb03 import check_cheaper_step, check_layer3_and_head, check_stem_only
+
+    model, x, y, pre = setup
+    r = train_step(copy.deepcopy(model), x, y, ["stem"], transform=pre)
+    truth = ({s for s in STAGES if r.receives_gradient(s)}, {s for s in STAGES if r.passes_signal(s)})
+    assert check_stem_only(*truth)
+    assert not check_stem_only({"stem"}, {"stem"}) and not check_stem_only("stem", None)
+    assert not check_layer3_and_head(model)  # the fixture's model is all trainable
+    tl.set_trainable(model, ["layer3", "head"])
+    assert check_layer3_and_head(model)
+    # the reason the check gives: head-only backward stops at once, stem-only runs through every stage
+    assert sum(train_step(model, x, y, ["fc"], transform=pre).passes_signal(s) for s in STAGES) == 1
+    assert check_cheaper_step("fc") and check_cheaper_step("head") and not check_cheaper_step("stem")
+    assert "✅" in capsys.readouterr().out

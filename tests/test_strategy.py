@@ -80,3 +80,27 @@ def test_flowchart_is_drawn_from_the_function():
     assert {"small\n< 1,000 images", "partial\nfine-tuning", "feature\nextraction"} <= bold  # the path taken
     assert "large\n> 10,000 images" not in bold
     plt.close(fig)
+
+
+def test_exercise_checks(capsys):
+    from tlhelpers.exercises.nb06 import SITUATIONS, check_biggest_gain, check_flowchart, check_situations
+
+    assert check_situations({k: recommend_strategy(*args).strategy for k, (_, args) in SITUATIONS.items()})
+    assert not check_situations({k: "feature extraction" for k in SITUATIONS})
+    assert not check_situations(["feature extraction"])
+
+    def solution(n, similarity, budget):
+        s = "feature extraction" if n < 1_000 and similarity == "similar" else (
+            "partial fine-tuning" if n <= 10_000 else "full fine-tuning")
+        if budget == "limited" and s != "feature extraction":
+            return "partial fine-tuning" if s == "full fine-tuning" and similarity == "different" else "feature extraction"
+        return s
+
+    assert check_flowchart(solution)
+    assert not check_flowchart(lambda n, s, b: solution(n + 1, s, b))  # off by one at the 1,000 boundary
+    assert not check_flowchart(lambda n, s, b: 1 / 0)
+    results = {"a": {FE: 0.8, PFT: 0.82, FFT: 0.83}, "b": {FE: 0.5, PFT: 0.7, FFT: 0.6}}
+    assert check_biggest_gain(results, "b") and not check_biggest_gain(results, "a")
+    assert not check_biggest_gain(results, "c") and not check_biggest_gain(None, "a")
+    out = capsys.readouterr().out
+    assert "ZeroDivisionError" in out and "✅" in out
