@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from tlhelpers.exercises import nb04, nb05
-from tlhelpers.freeze import set_trainable
 
 
 # ---------------------------------------------------------------- notebook 04
@@ -28,28 +25,23 @@ def test_check_filter_right_and_wrong(capsys):
     assert "Not yet" in capsys.readouterr().out
 
 
-def _partial_model() -> nn.Module:
-    model = torchvision.models.resnet18(weights=None, num_classes=2)
-    return set_trainable(model, ["layer4", "fc"])
+def test_check_remap_right_wrong_and_slow(capsys):
+    def lut_remap(labels, selected):
+        lut = torch.full((int(max(selected)) + 1,), -1, dtype=torch.long)
+        lut[torch.tensor(selected)] = torch.arange(len(selected))
+        return lut[labels]
 
-
-def test_check_partial_optimizer_right_and_wrong():
-    model = _partial_model()
-    right = torch.optim.Adam([{"params": model.layer4.parameters(), "lr": 1e-4},
-                              {"params": model.fc.parameters(), "lr": 1e-3}])
-    assert nb04.check_partial_optimizer(model, right)
-    assert not nb04.check_partial_optimizer(model, None)
-    swapped = torch.optim.Adam([{"params": model.layer4.parameters(), "lr": 1e-3},
-                                {"params": model.fc.parameters(), "lr": 1e-4}])
-    assert not nb04.check_partial_optimizer(model, swapped)
-    one_group = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    assert not nb04.check_partial_optimizer(model, one_group)
-    with_frozen = torch.optim.Adam([{"params": model.layer4.parameters(), "lr": 1e-4},
-                                    {"params": list(model.fc.parameters()) + list(model.layer3.parameters()), "lr": 1e-3}])
-    assert not nb04.check_partial_optimizer(model, with_frozen)
-    head_only = torch.optim.Adam([{"params": model.fc.parameters(), "lr": 1e-3},
-                                  {"params": model.layer4[0].parameters(), "lr": 1e-4}])
-    assert not nb04.check_partial_optimizer(model, head_only)                # part of layer4 missing
+    assert nb04.check_remap(lut_remap)
+    assert "Correct" in capsys.readouterr().out
+    assert not nb04.check_remap(None)
+    assert not nb04.check_remap(lambda labels, selected: None)                      # the notebook's stub
+    assert "returns None" in capsys.readouterr().out
+    assert not nb04.check_remap(lambda labels, selected: (labels == 5).long())       # only right for [3, 5]
+    assert not nb04.check_remap(lambda labels, selected: torch.searchsorted(torch.tensor(sorted(selected)), labels))
+    assert not nb04.check_remap(lambda labels, selected: selected.index("x"))                # raises
+    assert "ValueError" in capsys.readouterr().out
+    assert not nb04.check_remap(lambda labels, selected: torch.tensor([selected.index(v.item()) for v in labels]))
+    assert "Python loop" in capsys.readouterr().out
 
 
 def test_check_recall_right_precision_and_percent(capsys):
@@ -71,6 +63,8 @@ def test_check_cosine_right_and_wrong(capsys):
     assert nb05.check_cosine(lambda a, b: float(a @ b / (a.norm() * b.norm())))
     assert nb05.check_cosine(lambda a, b: F.cosine_similarity(a, b, dim=0))
     assert not nb05.check_cosine(None)
+    assert not nb05.check_cosine(lambda a, b: None)                                  # the notebook's stub
+    assert "returns None" in capsys.readouterr().out
     assert not nb05.check_cosine(lambda a, b: float(a @ b))
     assert "dot product" in capsys.readouterr().out
     assert not nb05.check_cosine(lambda a, b: float(a @ b / a.norm()))

@@ -24,7 +24,10 @@ def check_cosine(fn: Callable | None) -> bool:
     for a, b in cases:
         expected = F.cosine_similarity(a, b, dim=0).item()
         try:
-            got = float(fn(a.clone(), b.clone()))
+            got = fn(a.clone(), b.clone())
+            if got is None:
+                return report(False, "", "cosine returns None: return the similarity as a number.")
+            got = float(got)
         except Exception as e:  # the learner's code: say what went wrong, do not crash the notebook
             return report(False, "", f"cosine(a, b) raised {type(e).__name__}: {e}")
         if not np.isclose(got, expected, atol=1e-4):
