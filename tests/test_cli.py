@@ -149,12 +149,15 @@ def filled_cache(homes):
     return home, ckpt
 
 
-def test_bundle_round_trip_verifies_checksums(tmp_path, homes, filled_cache, capsys):
+@pytest.mark.parametrize("name", ["tl-course.tar", "tl-course.tar.gz"])
+def test_bundle_round_trip_verifies_checksums(tmp_path, homes, filled_cache, capsys, name):
     src_home, src_ckpt = filled_cache
-    bundle = tmp_path / "tl-course.tar"
+    bundle = tmp_path / name
     assert main(["bundle", "export", str(bundle)]) == 0
     out, err = capsys.readouterr()
     assert "exported 4 files" in out and "leaving out" in err and "resnet18-f37072fd.pth" in err
+    with open(bundle, "rb") as f:
+        assert (f.read(2) == b"\x1f\x8b") == name.endswith(".gz")  # gzip magic only when asked for
     expected = {p.relative_to(src_home): _sha(p) for p in files_under(src_home / "cifar10-jpg", src_home / "torchvision" / "cifar-10-batches-py")}
     expected_ckpt = {p.name: _sha(p) for p in files_under(src_ckpt) if p.name.startswith("tiny-")}
 
