@@ -194,28 +194,40 @@ def _norm(src: str) -> str:
 
 
 def run_cell_recording_installs(src: str, monkeypatch, in_colab: bool) -> list[str]:
-    """Execute ``src`` in an IPython shell; return the %pip calls it made. Any subprocess is an error."""
-    from IPython.core.interactiveshell import InteractiveShell
+    """Execute ``src`` as IPython would (magics included); return the magics it ran. Any subprocess is an error.
+
+    The cell goes through IPython's own input transformer (``%pip`` becomes
+    ``get_ipython().run_line_magic("pip", ...)``) and runs against a stand-in shell that records
+    magics instead of running them, so nothing can be installed whatever the cell does.
+    """
+    from IPython.core.inputtransformer2 import TransformerManager
 
     def no_subprocess(*args, **kwargs):
         raise AssertionError(f"the install cell started a process: {args}")
 
-    shell = InteractiveShell.instance()
     calls: list[str] = []
-    saved = shell.magics_manager.magics["line"].get("pip")
-    shell.register_magic_function(lambda line: calls.append(line), "line", "pip")
+
+    class RecordingShell:
+        def run_line_magic(self, name: str, line: str, *args) -> None:
+            calls.append(f"%{name} {line}")
+
+        def run_cell_magic(self, name: str, line: str, cell: str) -> None:
+            calls.append(f"%%{name} {line}")
+
+        def system(self, cmd: str) -> None:
+            calls.append(f"!{cmd}")
+
+        getoutput = system
+
     monkeypatch.setattr(subprocess, "Popen", no_subprocess)
     monkeypatch.setattr(os, "system", no_subprocess)
     if in_colab:
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     else:
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    try:
-        result = shell.run_cell(src, store_history=False, silent=True)
-    finally:
-        if saved is not None:
-            shell.magics_manager.magics["line"]["pip"] = saved
-    assert result.error_before_exec is None and result.error_in_exec is None, result
+    shell = RecordingShell()
+    code = TransformerManager().transform_cell(src)
+    exec(compile(code, "<colab install cell>", "exec"), {"get_ipython": lambda: shell, "__name__": "__main__"})
     return calls
 
 
@@ -225,7 +237,7 @@ def test_colab_cell_is_a_noop_outside_colab(monkeypatch):
 
 def test_colab_cell_installs_this_repository_in_colab(monkeypatch):
     calls = run_cell_recording_installs(canonical_colab_cell(), monkeypatch, in_colab=True)
-    assert len(calls) == 1 and calls[0].startswith("install")
+    assert len(calls) == 1 and calls[0].startswith("%pip install")
     assert f'"tlhelpers @ git+https://github.com/{SLUG}"' in calls[0], calls
 
 
