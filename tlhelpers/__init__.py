@@ -25,3 +25,13 @@ __all__ = [
     "WeightsUnavailable", "course_backbone_info", "load_backbone", "load_checkpoint", "replace_head",
     "recommend_strategy", "train_step", "evaluate", "fit", "fit_head", "predict", "quick_mode", "set_seed",
 ]
+
+
+def __getattr__(name: str):
+    """``tl.viz``, ``tl.widgets``, ``tl.pretrain``, ``tl.cli``, ``tl.exercises`` load on first use, so
+    ``import tlhelpers`` stays light (no matplotlib or ipywidgets until a plot or widget is needed)."""
+    if name in ("viz", "widgets", "pretrain", "cli", "exercises"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
