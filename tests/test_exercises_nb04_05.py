@@ -107,3 +107,11 @@ def test_check_outlier():
     assert not nb05.check_outlier(int(sims[:, 0].argmax()), query, emb)
     assert not nb05.check_outlier(None, query, emb)
     assert not nb05.check_outlier((expected + 1) % len(query), query, emb)
+
+
+def test_viz_is_an_attribute_of_the_package():
+    """The notebooks call tl.viz.show_images(...) after `import tlhelpers as tl`."""
+    import tlhelpers as tl
+
+    assert callable(tl.viz.show_images) and callable(tl.viz.plot_embeddings)
+    assert tl.exercises.nb05.check_cosine is nb05.check_cosine
