@@ -31,16 +31,20 @@ SOURCE_CLASSES = [c for c in CIFAR10_CLASSES if c not in ("cat", "dog")]
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]  # CIFAR-10 channel statistics
 
 
-def augment(x: torch.Tensor, size: int, generator: torch.Generator, max_shift: float = 4 / 32) -> torch.Tensor:
-    """Random translation (up to ``max_shift`` of the width) + horizontal flip + resize to ``size``, batched.
+def augment(x: torch.Tensor, size: int, generator: torch.Generator, max_shift: float = 4 / 32,
+            min_scale: float = 1.0) -> torch.Tensor:
+    """Random zoom (crop of ``min_scale``..1 of the area) + translation (up to ``max_shift`` of the width)
+    + horizontal flip + resize to ``size``, batched.
 
     ``x``: float batch (N, 3, H, W). One ``affine_grid`` + ``grid_sample`` call for the whole batch.
     """
     n = x.shape[0]
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * max_shift
+    zoom = (min_scale + (1 - min_scale) * torch.rand(n, generator=generator)).sqrt()  # side length fraction
+    room = (1 - zoom)[:, None] + 2 * max_shift  # keep the crop (mostly) inside the image
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * room
     theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = flip, 1.0, shift
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = flip * zoom, zoom, shift
     grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -90,7 +94,8 @@ def probe(model: nn.Module, size: int, n_train: int = 1000, seed: int = 0) -> fl
 
 
 def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int = 256, lr: float = 0.2,
-             weight_decay: float = 5e-4, seed: int = 0, probe_every: int = 0, log=print) -> dict:
+             weight_decay: float = 5e-4, label_smoothing: float = 0.1, min_scale: float = 1.0, seed: int = 0,
+             probe_every: int = 0, log=print) -> dict:
     """Train the course backbone and write ``course_resnet18.pt`` (fp16) + ``course_resnet18.json`` to ``out``."""
     assert "cat" not in SOURCE_CLASSES and "dog" not in SOURCE_CLASSES
     torch.manual_seed(seed)
@@ -116,12 +121,12 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
         tot_loss, correct = 0.0, 0
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
-            x = augment(train.images[idx].float().div_(255), size, g)
+            x = augment(train.images[idx].float().div_(255), size, g, min_scale=min_scale)
             x = ((x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]).contiguous(memory_format=torch.channels_last)
             y = train.labels[idx]
             with autocast("cpu"):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -157,8 +162,8 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
                           "note": "CIFAR-10 32 px images resized (bilinear, antialias) to size x size"},
         "recipe": {"function": "tlhelpers.pretrain.pretrain", "epochs": epochs, "batch_size": batch_size,
                    "optimizer": "SGD nesterov momentum 0.9", "lr_max": lr, "schedule": "OneCycleLR pct_start=0.25",
-                   "weight_decay": weight_decay, "label_smoothing": 0.1, "seed": seed,
-                   "augmentation": "random translate +-4/32 (reflection) + horizontal flip, batched",
+                   "weight_decay": weight_decay, "label_smoothing": label_smoothing, "seed": seed,
+                   "augmentation": f"random zoom (area {min_scale}..1) + translate +-4/32 (reflection) + horizontal flip, batched",
                    "precision": "bfloat16 autocast where the CPU supports it, channels_last"},
         "dtype": "float16",
         "train_seconds": round(time.perf_counter() - t0, 1),
