@@ -108,9 +108,10 @@ def cpu_name() -> str:
         return platform.processor()
 
 
-def run_child(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[str, float, float]:
-    """Run one process; return (stdout, wall seconds, its own peak RSS in MB from ``wait4``'s ``ru_maxrss``)."""
-    t = time.perf_counter()
+def run_child(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[str, dict]:
+    """Run one process; return its stdout and its own stats: wall seconds, peak RSS in MB (``wait4``'s
+    ``ru_maxrss``, this process only), CPU seconds (user + system) and the 1-minute load average before/after."""
+    load_before, t = os.getloadavg()[0], time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:  # stderr to a file: no pipe can fill up and block the child
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         out = p.stdout.read()  # then reap it with wait4, which (unlike communicate) returns its own rusage
@@ -121,7 +122,8 @@ def run_child(cmd: list[str], cwd: Path | None = None, env: dict | None = None) 
         if p.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{err.read()[-2000:]}")
-    return out, wall, usage.ru_maxrss * 1024 / 1e6
+    return out, {"process_wall": wall, "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6,
+                 "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
 
 def last_json(stdout: str) -> dict:
@@ -214,14 +216,15 @@ def worker_course(a: argparse.Namespace) -> dict:
     m["setup"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    f_train, y_train = tl.embed(model, train, preprocess, batch_size=a.embed_batch, amp=not a.fp32)
+    fast = {"batch_size": a.embed_batch, "amp": not a.fp32, "fold_bn": bool(a.fold_bn)}
+    f_train, y_train = tl.embed(model, train, preprocess, **fast)
     m["embed_train"] = time.perf_counter() - t
     head, _ = tl.fit_head(f_train, y_train, 2, epochs=1, lr=a.lr, batch_size=32, seed=0, progress=False)
     model.fc = head
     m["train_1_epoch"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    f_test, y_test = tl.embed(model, test, preprocess, batch_size=a.embed_batch, amp=not a.fp32)
+    f_test, y_test = tl.embed(model, test, preprocess, **fast)
     with torch.inference_mode():
         acc = (head(f_test).argmax(1) == y_test).float().mean().item()
     m["eval"] = time.perf_counter() - t
@@ -243,7 +246,7 @@ def worker_course(a: argparse.Namespace) -> dict:
             **{k: m[k] for k in ("filter_select", "filter_decode", "embed_train", "head_10_epochs", "train_10_epochs")},
             "test_accuracy": acc, "test_accuracy_10_epochs": accuracy(10, 0),
             "accuracy_by_seed": {"epochs_1": [accuracy(1, s) for s in seeds], "epochs_10": [accuracy(10, s) for s in seeds]},
-            "n_train": len(train), "n_test": len(test), "threads": torch.get_num_threads(),
+            "n_train": len(train), "n_test": len(test), "threads": torch.get_num_threads(), "embed_options": fast,
             "image_size": int(preprocess(train.images[:1]).shape[-1])}
 
 
@@ -310,13 +313,42 @@ def worker_anchor_scaling(a: argparse.Namespace) -> dict:
     return {"rows": rows}
 
 
-def _ms_per_image(fn, batches: list[torch.Tensor], warmup: int = 1) -> float:
-    for b in batches[:warmup]:
-        fn(b)
+def ladder_ms(configs: list[tuple[str, object, list[torch.Tensor]]], reps: int) -> list[dict]:
+    """ms per image for each (label, fn, batches): one warm-up, then ``reps`` interleaved rounds, best round kept
+    (the minimum is the least disturbed by other work on a shared machine; all rounds are recorded)."""
+    times: dict[str, list[float]] = {c[0]: [] for c in configs}
+    for _, fn, batches in configs:
+        fn(batches[0])
+    for _ in range(reps):
+        for label, fn, batches in configs:
+            t = time.perf_counter()
+            for b in batches:
+                fn(b)
+            times[label].append((time.perf_counter() - t) * 1000 / sum(len(b) for b in batches))
+    return [{"config": k, "ms_per_image": min(v), "rounds": v} for k, v in times.items()]
+
+
+def int8_model(model: torch.nn.Module, calib: torch.Tensor) -> tuple[torch.nn.Module, float] | None:
+    """An int8 copy of ``model`` by FX static quantization calibrated on ``calib`` and the seconds it took (None if
+    this PyTorch lacks the deprecated ``torch.ao.quantization`` API)."""
+    import copy
+    import warnings
+
     t = time.perf_counter()
-    for b in batches:
-        fn(b)
-    return (time.perf_counter() - t) * 1000 / sum(len(b) for b in batches)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import get_default_qconfig_mapping
+            from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+            torch.backends.quantized.engine = "x86"
+            q = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), example_inputs=(calib[:1],))
+            with torch.inference_mode():
+                q(calib)
+            q = convert_fx(q)
+    except Exception:
+        return None
+    return q, time.perf_counter() - t
 
 
 def worker_ablate(a: argparse.Namespace) -> dict:
@@ -326,6 +358,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 
     import tlhelpers as tl
     from tlhelpers.data import ImageTensors, decode_files
+    from tlhelpers.embed import fold_batchnorm
 
     out: dict[str, dict] = {}
     preprocess = anchor_preprocess()
@@ -382,50 +415,55 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     n = a.forward_images
     x = torch.cat([preprocess(train.images[i:i + 64]) for i in range(0, n, 64)])[:n]
     y = train.labels[:n]
-    criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(model.fc.parameters(), lr=1e-3)
 
     def batches(bs: int, cl: bool = False) -> list[torch.Tensor]:
         return [(x[i:i + bs].contiguous(memory_format=torch.channels_last) if cl else x[i:i + bs].contiguous())
                 for i in range(0, n, bs)]
 
-    def anchor_step(b: torch.Tensor) -> None:  # what the anchor does per batch while training
-        opt.zero_grad()
-        criterion(model(b), y[:len(b)]).backward()
-        opt.step()
-
-    def forward(ctx, bf16: bool):
+    def anchor_step(net: nn.Module):  # what the anchor does per batch while training (BatchNorm in train mode)
         def fn(b: torch.Tensor) -> None:
-            with ctx(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                model(b)
+            net.train()
+            opt.zero_grad()
+            criterion(net(b), y[:len(b)]).backward()
+            opt.step()
         return fn
 
+    def forward(net: nn.Module, ctx, bf16: bool):
+        def fn(b: torch.Tensor) -> None:
+            net.eval()
+            with ctx(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                net(b)
+        return fn
+
+    import copy
+    plain = copy.deepcopy(model)  # no tlhelpers BatchNorm guard: the anchor's BatchNorm really runs in train mode
+    for mod in plain.modules():
+        mod._forward_pre_hooks.clear()
+    criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(plain.fc.parameters(), lr=1e-3)
+    cl_weights = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    folded = fold_batchnorm(model)
     bf16_ok = tl.device.fast_cpu_autocast()
-    ladder = []
-    model.train()
-    from tlhelpers.freeze import _BN
-    for mod in model.modules():  # the anchor's BatchNorm really runs in train mode: lift the course's guard
-        if isinstance(mod, _BN):
-            mod._forward_pre_hooks.clear()
-    ladder.append(("anchor: train-mode BN, autograd, fp32, batch 32", _ms_per_image(anchor_step, batches(32))))
-    tl.freeze(model)
-    tl.unfreeze(model, "fc")
-    model.eval()
-    ladder.append(("eval + no_grad, fp32, batch 32", _ms_per_image(forward(torch.no_grad, False), batches(32))))
-    ladder.append(("eval + inference_mode, fp32, batch 32", _ms_per_image(forward(torch.inference_mode, False), batches(32))))
-    ladder.append(("+ channels_last input", _ms_per_image(forward(torch.inference_mode, False), batches(32, True))))
-    model.to(memory_format=torch.channels_last)
-    ladder.append(("+ channels_last weights too", _ms_per_image(forward(torch.inference_mode, False), batches(32, True))))
-    model.to(memory_format=torch.contiguous_format)
+    im = torch.inference_mode
+    eb = a.embed_batch
+    configs = [("anchor: train-mode BN, autograd, fp32, batch 32", anchor_step(plain), batches(32)),
+               ("eval + no_grad, fp32, batch 32", forward(model, torch.no_grad, False), batches(32)),
+               ("eval + inference_mode, fp32, batch 32", forward(model, im, False), batches(32)),
+               ("+ channels_last input", forward(model, im, False), batches(32, True)),
+               ("+ channels_last weights too", forward(cl_weights, im, False), batches(32, True)),
+               ("+ BatchNorm folded into conv, fp32", forward(folded, im, False), batches(32, True))]
     if bf16_ok:
-        ladder.append(("bf16 autocast alone (contiguous), batch 32", _ms_per_image(forward(torch.inference_mode, True), batches(32))))
-        ladder.append(("channels_last + bf16 autocast, batch 32", _ms_per_image(forward(torch.inference_mode, True), batches(32, True))))
-        for bs in (64, 128):
-            ladder.append((f"channels_last + bf16 autocast, batch {bs}",
-                           _ms_per_image(forward(torch.inference_mode, True), batches(bs, True))))
-    else:
-        ladder.append(("channels_last, fp32, batch 128", _ms_per_image(forward(torch.inference_mode, False), batches(128, True))))
-    out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "ladder": [{"config": c, "ms_per_image": v} for c, v in ladder]}
-    del x
+        configs += [("bf16 autocast alone (contiguous, BN not folded), batch 32", forward(model, im, True), batches(32)),
+                    ("channels_last + bf16 autocast, batch 32", forward(model, im, True), batches(32, True)),
+                    ("channels_last + bf16 autocast + BN folded, batch 32", forward(folded, im, True), batches(32, True))]
+        configs += [(f"channels_last + bf16 autocast + BN folded, batch {bs}", forward(folded, im, True), batches(bs, True))
+                    for bs in sorted({16, 64, eb} - {32})]
+    int8 = int8_model(model, x[:32])
+    if int8 is not None:  # measured for comparison only: torch.ao.quantization is deprecated, the course does not use it
+        configs.append(("int8 static quantization (torch.ao, deprecated; not used), batch 32",
+                        forward(int8[0], im, False), batches(32, True)))
+    out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder_ms(configs, a.reps),
+                      "int8_quantize_seconds": int8[1] if int8 else None}
+    del x, plain, cl_weights, folded, int8
 
     # 4. Feature caching: one uncached epoch of head training (backbone in the loop, fast path otherwise).
     loader = tl.make_loader(train, batch_size=32, shuffle=True, seed=0)
@@ -439,8 +477,8 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     feats = {}
     for name, amp in (("fp32", False), ("bf16", True)):
         t = time.perf_counter()
-        ftr, _ = tl.embed(model, train, preprocess, batch_size=a.embed_batch, amp=amp)
-        fte, _ = tl.embed(model, test, preprocess, batch_size=a.embed_batch, amp=amp)
+        ftr, _ = tl.embed(model, train, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
+        fte, _ = tl.embed(model, test, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
         sec = time.perf_counter() - t
         feats[name] = (ftr, fte)
         res = {"embed_seconds": sec}
@@ -462,10 +500,12 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------- orchestration
 
 def worker_cmd(kind: str, a: argparse.Namespace, **over) -> list[str]:
-    o = {"n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, **over}
+    o = {"n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, "fold_bn": a.fold_bn,
+         "reps": a.reps, "forward_images": a.forward_images, "probe_images": a.probe_images, **over}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--jpeg-root", str(a.jpeg_root),
            "--n-train", str(o["n_train"]), "--n-test", str(o["n_test"]), "--embed-batch", str(o["embed_batch"]),
-           "--seeds", str(o["seeds"])]
+           "--seeds", str(o["seeds"]), "--fold-bn", str(o["fold_bn"]), "--reps", str(o["reps"]),
+           "--forward-images", str(o["forward_images"]), "--probe-images", str(o["probe_images"])]
     for flag in ("native", "fp32"):
         if o.get(flag):
             cmd.append(f"--{flag}")
@@ -491,20 +531,20 @@ def run_anchor(batches: Path, torch_home: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="tl-anchor-") as tmp:
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "cifar-10-batches-py").symlink_to(batches)
-        out, wall, rss = run_child([sys.executable, str(ANCHOR_DIR / "seed_cifar_workflow.py")], cwd=Path(tmp),
-                                   env=child_env(torch_home))
+        out, stats = run_child([sys.executable, str(ANCHOR_DIR / "seed_cifar_workflow.py")], cwd=Path(tmp),
+                               env=child_env(torch_home))
     m = re.search(r"(\{.*\})\s+test_accuracy\s+([0-9.]+)", out)
     if not m:
         raise RuntimeError(f"Unexpected anchor output: {out[-500:]}")
     phases = eval(m.group(1), {})  # the anchor prints a dict literal of floats
     phases["setup"] = phases["total"] - phases["filter"] - phases["train_1_epoch"] - phases["eval"]
     return {"phases": {k: phases[k] for k in ("filter", "setup", "train_1_epoch", "eval", "total")},
-            "test_accuracy": float(m.group(2)), "peak_rss_mb": rss, "process_wall": wall}
+            "test_accuracy": float(m.group(2)), **stats}
 
 
 def run_course(a: argparse.Namespace, **over) -> dict:
-    out, wall, rss = run_child(worker_cmd("course", a, **over), env=child_env())
-    return {**last_json(out), "peak_rss_mb": rss, "process_wall": wall}
+    out, stats = run_child(worker_cmd("course", a, **over), env=child_env())
+    return {**last_json(out), **stats}
 
 
 def summarize(r: dict) -> dict:
@@ -592,9 +632,6 @@ def markdown(r: dict) -> str:
                          f"{fb['n_selected']} chosen JPEGs {fb['decode_selected']:.2f} s |")
         lines.append(f"| batched tensor transforms ({tr['n_images']} images to 224 px) | per-image PIL via DataLoader "
                      f"{fmt(tr['per_image_pil_dataloader'])} s | one tensor op per batch {tr['batched_tensor']:.2f} s |")
-        lad = tq["forward"]["ladder"]
-        for prev, cur in zip(lad, lad[1:]):
-            lines.append(f"| forward: {cur['config']} | {prev['ms_per_image']:.2f} ms/image | {cur['ms_per_image']:.2f} ms/image |")
         ca = tq["caching"]
         if "anchor" in r:
             lines.append(f"| feature caching (10 epochs) | 10 x uncached epoch {ca['uncached_epoch']:.1f} s = "
@@ -603,6 +640,13 @@ def markdown(r: dict) -> str:
         lines.append(f"| bf16 autocast: features for {c['n_train'] + c['n_test']} images | fp32 {b['fp32']['embed_seconds']:.1f} s, "
                      f"acc {np.mean(b['fp32']['accuracy_epochs_10']):.3f} (10 ep, mean of seeds) | bf16 {b['bf16']['embed_seconds']:.1f} s, "
                      f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine mean {b['feature_cosine']['mean']:.4f} |")
+        fw = tq["forward"]
+        lad = fw["ladder"]
+        base = next(x["ms_per_image"] for x in lad if x["config"].startswith("eval + inference_mode, fp32"))
+        lines += ["", f"Backbone forward at 224 px, ms per image (best of {fw['reps']} interleaved rounds over "
+                  f"{fw['n_images']} images; lower is better):", "",
+                  "| configuration | ms/image | vs fp32 inference_mode |", "|---|---:|---:|"]
+        lines += [f"| {x['config']} | {x['ms_per_image']:.2f} | {base / x['ms_per_image']:.2f}x |" for x in lad]
         if "ms_per_image_to_pil_resize_normalize" in fb:
             lines += ["", f"Why the anchor's filter is slow: `dataset[i]` builds a PIL image ({fb['ms_per_image_to_pil']:.3f} ms) "
                       f"and runs Resize(224)+ToTensor+Normalize ({fb['ms_per_image_to_pil_resize_normalize']:.2f} ms in total per "
@@ -665,7 +709,7 @@ def main(a: argparse.Namespace) -> dict:
                     "bf16_autocast": bool(__import__("tlhelpers").device.fast_cpu_autocast())},
         "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
         "config": {"n_train": a.n_train, "n_test": a.n_test, "image_size": 224, "batch_size": 32, "lr": 1e-3,
-                   "epochs": 1, "embed_batch": a.embed_batch,
+                   "epochs": 1, "embed_batch": a.embed_batch, "fold_bn": bool(a.fold_bn),
                    "selection": "the anchor's first cat/dog indices in batch file order (same images)"},
     }
     batches = torch_home = None
@@ -680,7 +724,7 @@ def main(a: argparse.Namespace) -> dict:
     write(summarize(r), out)
     if not a.no_ablation:
         print("ablation ...", flush=True)
-        o, _, _ = run_child(worker_cmd("ablate", a, data_root=batches.parent if batches else None), env=child_env())
+        o, _ = run_child(worker_cmd("ablate", a, data_root=batches.parent if batches else None), env=child_env())
         r["techniques"] = last_json(o)
         if batches:
             r["techniques"]["same_images"] = check_same_images(batches, a.jpeg_root, a.n_train, a.n_test)
@@ -691,7 +735,7 @@ def main(a: argparse.Namespace) -> dict:
             print("scaling: anchor ...", flush=True)
             with tempfile.TemporaryDirectory(prefix="tl-anchor-") as tmp:
                 (Path(tmp) / "cifar-10-batches-py").symlink_to(batches)
-                o, _, _ = run_child(worker_cmd("anchor-scaling", a, data_root=tmp, sizes=a.sizes), env=child_env(torch_home))
+                o, _ = run_child(worker_cmd("anchor-scaling", a, data_root=tmp, sizes=a.sizes), env=child_env(torch_home))
             sc["anchor"] = last_json(o)["rows"]
         print("scaling: course ...", flush=True)
         sc["course"] = []
@@ -720,12 +764,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--embed-batch", type=int, default=64, help="batch size of the course's frozen-backbone forward")
+    p.add_argument("--fold-bn", type=int, choices=[0, 1], default=0, help="course: fold BatchNorm into conv for embedding")
     p.add_argument("--seeds", type=int, default=10, help="head seeds for the accuracy spread")
     p.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 4000, 10000], help="training-set sizes to scale over")
     p.add_argument("--course-only", action="store_true", help="skip the anchor (smoke test; no rebuilt batches needed)")
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--no-scaling", action="store_true")
-    p.add_argument("--forward-images", type=int, default=256, help="images per forward-ladder configuration")
+    p.add_argument("--forward-images", type=int, default=128, help="images per forward-ladder configuration")
+    p.add_argument("--reps", type=int, default=3, help="interleaved rounds of the forward ladder (best kept)")
     p.add_argument("--probe-images", type=int, default=2000, help="images for the per-image filter-loop cost")
     p.add_argument("--worker", choices=["course", "ablate", "anchor-scaling"], help=argparse.SUPPRESS)
     p.add_argument("--selection", choices=["anchor", "balanced"], default="anchor", help=argparse.SUPPRESS)

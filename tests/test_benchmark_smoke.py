@@ -59,3 +59,23 @@ def test_course_side_writes_sane_results(cifar_root, tmp_path):
     assert (tmp_path / "perf_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "perf.md").read_text()
     assert "| course (tlhelpers) |" in md and "ten_epochs_over_one" in md
+
+
+def test_fold_bn_fast_path_gives_the_same_features(cat_dog):
+    import torch
+
+    import tlhelpers as tl
+    from tlhelpers.embed import fold_batchnorm
+
+    train, _ = cat_dog
+    model, preprocess = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
+    tl.freeze(model)
+    model.train()
+    images = train.images[:6]
+    ref, _ = tl.embed(model, images, preprocess, amp=False)
+    fast, _ = tl.embed(model, images, preprocess, amp=False, fold_bn=True)
+    assert fast.shape == ref.shape == (6, 512)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+    assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # model untouched
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

@@ -14,30 +14,54 @@ from .data import ImageTensors, decode_files, make_loader
 from .device import autocast
 from .models import head_of
 
-__all__ = ["embed", "extract_embedding", "nearest_neighbors", "stage_features"]
+__all__ = ["embed", "extract_embedding", "fold_batchnorm", "nearest_neighbors", "stage_features"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference-only copy of ``model`` with every BatchNorm folded into the convolution before it.
+
+    Same outputs up to float rounding, one memory pass less per layer: a faster frozen backbone
+    for feature extraction (``embed(..., fold_bn=True)``). ``model`` itself is left unchanged.
+    A model that ``torch.fx`` cannot trace is returned as it is.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    was_training = model.training
+    model.eval()
+    try:
+        return fuse(model)  # traces and deep-copies; conv weights absorb the BatchNorm scale and shift
+    except Exception:  # untraceable control flow: no folding, same results
+        return model
+    finally:
+        model.train(was_training)
+
+
 @torch.inference_mode()
 def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform: Callable | None = None,
-          batch_size: int = 256, amp: bool = True, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+          batch_size: int = 256, amp: bool = True, progress: bool = False,
+          fold_bn: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
 
     Runs in eval mode under ``inference_mode``, channels_last, and bfloat16 autocast where the
     hardware has it; the head's input is captured by a hook, so any model with a linear head works
     (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
     cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
+    ``fold_bn=True`` runs a copy with BatchNorm folded into the convolutions (:func:`fold_batchnorm`):
+    faster on CPU, same features up to rounding.
     """
     device = _device_of(model)
-    _, head = head_of(model)
+    runner = fold_batchnorm(model) if fold_bn else model
+    _, head = head_of(runner)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))
     labels: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
+    runner.eval()
     try:
         if isinstance(data, torch.Tensor):
             batches = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
@@ -52,7 +76,7 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
             x = x.to(device, non_blocking=True)
             x = transform(x) if transform is not None else (x.float() / 255 if x.dtype == torch.uint8 else x)
             with autocast(device, enabled=amp):
-                model(x.contiguous(memory_format=torch.channels_last))
+                runner(x.contiguous(memory_format=torch.channels_last))
             if y is not None:
                 labels.append(torch.as_tensor(y).cpu())
     finally:

@@ -48,19 +48,26 @@ def course_backbone_info() -> dict:
         return json.load(f)
 
 
-def _course_state_dict() -> dict:
+def _course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
+    """The sha256-verified course backbone state dict; floating tensors in ``dtype`` (``None``: as stored)."""
     info = course_backbone_info()
     ref = resources.files("tlhelpers").joinpath("weights", COURSE_FILE)
     with resources.as_file(ref) as path:
         if not Path(path).is_file():
             raise WeightsUnavailable(f"The course backbone file is missing from the package ({path}): reinstall tlhelpers "
                                      "or rebuild it with `python -m tlhelpers pretrain`.")
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:  # in chunks: no extra copy of the whole file in memory
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
         if digest != info["sha256"]:
             raise WeightsUnavailable(f"Checksum mismatch for {path}: expected sha256 {info['sha256'][:12]}..., got "
                                      f"{digest[:12]}... The file is damaged: reinstall tlhelpers.")
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    if dtype is None:
+        return sd
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
 
 
 def _course_preprocess() -> nn.Module:
@@ -187,7 +194,7 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
             raise ValueError(f"The course backbone is a resnet18, not {name}.")
         info = course_backbone_info()
         model.fc = nn.Linear(model.fc.in_features, len(info["source_classes"]))
-        model.load_state_dict(_course_state_dict())
+        model.load_state_dict(_course_state_dict(dtype=None))  # fp16 copied into the fp32 parameters: no fp32 temporary
         preprocess = _course_preprocess()
         _announce(f"Weights: course backbone, ResNet18 pretrained offline on {info['source_images']:,} CIFAR-10 images of "
                   f"{len(info['source_classes'])} classes without cats or dogs ({info['preprocessing']['size']} px input, "
