@@ -22,9 +22,10 @@ def test_outputs_only_on_checked_cells(path):
         if "NBVAL_CHECK_OUTPUT" in src:
             assert cell["outputs"], f"{path.name} cell {i} is marked NBVAL_CHECK_OUTPUT but has no committed output"
             assert not any(o.get("name") == "stderr" for o in cell["outputs"]), f"{path.name} cell {i}: stderr in a checked cell"
+            assert cell.get("execution_count") is not None, f"{path.name} cell {i}: nbval needs an execution count on a checked cell"
         else:
             assert not cell["outputs"], f"{path.name} cell {i} has committed outputs but is not marked NBVAL_CHECK_OUTPUT"
-        assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
