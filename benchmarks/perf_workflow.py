@@ -56,7 +56,8 @@ SCHEMA = """perf.json (all times in seconds, memory in MB = 1e6 bytes):
   targets: {name: {value, target, met}}: total_speedup, ten_epochs_over_one, course_peak_rss_gb, accuracy
   accuracy_noise: se_difference (binomial standard error of the accuracy difference), within_noise
   floor: ms_per_image (best forward), seconds (x 1,200 images), fp32_seconds, course_total_over_floor
-  techniques: filter_breakdown, transforms, forward (ladder, ms/image), caching, bf16_vs_fp32, same_images
+  techniques: filter_breakdown, transforms, forward (ladder, ms/image), caching, precision {fp32, bf16, int8},
+      same_images, course_settings (embed batch / BN folding / preprocessing sweep), import_baseline
   scaling: sizes, anchor [{n_train, filter, setup, train_1_epoch, eval, total}], course [... + peak_rss_mb], method
 """
 
@@ -193,6 +194,7 @@ def worker_course(a: argparse.Namespace) -> dict:
     """The course's workflow through tlhelpers, timed phase by phase like the anchor (imports are not timed)."""
     import tlhelpers as tl
     from tlhelpers.data import ImageTensors, decode_files
+    from tlhelpers.embed import fast_preprocess
 
     T0 = time.perf_counter()
     m: dict[str, float] = {}
@@ -212,7 +214,9 @@ def worker_course(a: argparse.Namespace) -> dict:
     model, native = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
     tl.freeze(model)
     tl.unfreeze(model, "fc")
-    preprocess = native if a.native else anchor_preprocess()
+    preprocess = native if a.native else anchor_preprocess()  # the anchor's Resize(224) + Normalize(ImageNet)
+    if a.fast_preprocess:
+        preprocess = fast_preprocess(preprocess)  # same maths, normalize at 32 px, then resize once in float
     m["setup"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -247,6 +251,7 @@ def worker_course(a: argparse.Namespace) -> dict:
             "test_accuracy": acc, "test_accuracy_10_epochs": accuracy(10, 0),
             "accuracy_by_seed": {"epochs_1": [accuracy(1, s) for s in seeds], "epochs_10": [accuracy(10, s) for s in seeds]},
             "n_train": len(train), "n_test": len(test), "threads": torch.get_num_threads(), "embed_options": fast,
+            "preprocess": repr(preprocess).replace("\n", " "),
             "image_size": int(preprocess(train.images[:1]).shape[-1])}
 
 
@@ -329,8 +334,9 @@ def ladder_ms(configs: list[tuple[str, object, list[torch.Tensor]]], reps: int) 
 
 
 def int8_model(model: torch.nn.Module, calib: torch.Tensor) -> tuple[torch.nn.Module, float] | None:
-    """An int8 copy of ``model`` by FX static quantization calibrated on ``calib`` and the seconds it took (None if
-    this PyTorch lacks the deprecated ``torch.ao.quantization`` API)."""
+    """An int8 copy of ``model``'s body (everything before ``fc``, output N x 512 float) by FX static quantization
+    calibrated on the preprocessed batch ``calib``, and the seconds it took; None if this PyTorch lacks the
+    deprecated ``torch.ao.quantization`` API. Measured for comparison only: the course does not use it."""
     import copy
     import warnings
 
@@ -342,7 +348,8 @@ def int8_model(model: torch.nn.Module, calib: torch.Tensor) -> tuple[torch.nn.Mo
             from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
             torch.backends.quantized.engine = "x86"
-            q = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), example_inputs=(calib[:1],))
+            body = torch.nn.Sequential(*list(copy.deepcopy(model).eval().children())[:-1], torch.nn.Flatten(1))
+            q = prepare_fx(body, get_default_qconfig_mapping("x86"), example_inputs=(calib[:1],))
             with torch.inference_mode():
                 q(calib)
             q = convert_fx(q)
@@ -358,7 +365,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 
     import tlhelpers as tl
     from tlhelpers.data import ImageTensors, decode_files
-    from tlhelpers.embed import fold_batchnorm
+    from tlhelpers.embed import fast_preprocess, fold_batchnorm
 
     out: dict[str, dict] = {}
     preprocess = anchor_preprocess()
@@ -401,12 +408,19 @@ def worker_ablate(a: argparse.Namespace) -> dict:
         per_image = time.perf_counter() - t
     else:
         per_image = float("nan")
-    t = time.perf_counter()
-    for i in range(0, len(train), 32):
-        preprocess(train.images[i:i + 32])
-    batched = time.perf_counter() - t
+    def batched_seconds(transform) -> float:
+        t = time.perf_counter()
+        for i in range(0, len(train), 32):
+            transform(train.images[i:i + 32])
+        return time.perf_counter() - t
+
+    fast = fast_preprocess(preprocess)
+    batched_seconds(fast)  # warm-up
     out["filter_breakdown"] = fb
-    out["transforms"] = {"n_images": len(train), "per_image_pil_dataloader": per_image, "batched_tensor": batched}
+    out["transforms"] = {"n_images": len(train), "per_image_pil_dataloader": per_image,
+                         "batched_torchvision_preset": batched_seconds(preprocess), "batched_tlhelpers": batched_seconds(fast),
+                         "max_abs_difference": (preprocess(train.images[:64]) - fast(train.images[:64])).abs().max().item()}
+    preprocess = fast if a.fast_preprocess else preprocess
 
     # 3. The forward pass: a ladder of techniques, ms per image on preprocessed 224 px batches.
     model, _ = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
@@ -472,16 +486,9 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     out["caching"] = {"uncached_epoch": time.perf_counter() - t,
                       "note": "backbone forward every epoch (tl.fit, frozen backbone, same fast path); 10 epochs = 10x"}
 
-    # 5. bf16 vs fp32 features: same images, same head training, compare accuracy.
-    acc = {}
-    feats = {}
-    for name, amp in (("fp32", False), ("bf16", True)):
-        t = time.perf_counter()
-        ftr, _ = tl.embed(model, train, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
-        fte, _ = tl.embed(model, test, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
-        sec = time.perf_counter() - t
-        feats[name] = (ftr, fte)
-        res = {"embed_seconds": sec}
+    # 5. Precision: fp32 vs bf16 (vs int8, for comparison) features, same images, same head training.
+    def head_accuracies(ftr: torch.Tensor, fte: torch.Tensor) -> dict:
+        res = {}
         for epochs in (1, 10):
             accs = []
             for seed in range(a.seeds):
@@ -489,11 +496,29 @@ def worker_ablate(a: argparse.Namespace) -> dict:
                 with torch.inference_mode():
                     accs.append((h(fte).argmax(1) == test.labels).float().mean().item())
             res[f"accuracy_epochs_{epochs}"] = accs
-        acc[name] = res
-    cos = torch.nn.functional.cosine_similarity(feats["fp32"][0], feats["bf16"][0], dim=1)
-    acc["feature_cosine"] = {"mean": cos.mean().item(), "min": cos.min().item()}
-    acc["bf16_autocast_active"] = bf16_ok
-    out["bf16_vs_fp32"] = acc
+        return res
+
+    prec, feats = {}, {}
+    for name, amp in (("fp32", False), ("bf16", True)):
+        t = time.perf_counter()
+        ftr, _ = tl.embed(model, train, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
+        fte, _ = tl.embed(model, test, preprocess, batch_size=a.embed_batch, amp=amp, fold_bn=bool(a.fold_bn))
+        feats[name] = (ftr, fte)
+        prec[name] = {"embed_seconds": time.perf_counter() - t, **head_accuracies(ftr, fte)}
+    t = time.perf_counter()
+    q = int8_model(model, preprocess(train.images[:32]))
+    if q is not None:
+        with torch.inference_mode():
+            ftr, fte = (torch.cat([q[0](preprocess(d.images[i:i + a.embed_batch]).contiguous(memory_format=torch.channels_last))
+                                   for i in range(0, len(d), a.embed_batch)]) for d in (train, test))
+        feats["int8"] = (ftr, fte)
+        prec["int8"] = {"embed_seconds": time.perf_counter() - t, "quantize_seconds": q[1], **head_accuracies(ftr, fte),
+                        "note": "torch.ao static quantization, x86 backend, calibrated on 32 train images; deprecated API"}
+    for name in feats:
+        cos = torch.nn.functional.cosine_similarity(feats["fp32"][0], feats[name][0], dim=1)
+        prec[name]["cosine_to_fp32"] = {"mean": cos.mean().item(), "min": cos.min().item()}
+    prec["bf16_autocast_active"] = bf16_ok
+    out["precision"] = prec
     return out
 
 
@@ -501,10 +526,10 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 
 def worker_cmd(kind: str, a: argparse.Namespace, **over) -> list[str]:
     o = {"n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, "fold_bn": a.fold_bn,
-         "reps": a.reps, "forward_images": a.forward_images, "probe_images": a.probe_images, **over}
+         "reps": a.reps, "fast_preprocess": a.fast_preprocess, "forward_images": a.forward_images, "probe_images": a.probe_images, **over}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--jpeg-root", str(a.jpeg_root),
            "--n-train", str(o["n_train"]), "--n-test", str(o["n_test"]), "--embed-batch", str(o["embed_batch"]),
-           "--seeds", str(o["seeds"]), "--fold-bn", str(o["fold_bn"]), "--reps", str(o["reps"]),
+           "--seeds", str(o["seeds"]), "--fold-bn", str(o["fold_bn"]), "--fast-preprocess", str(o["fast_preprocess"]), "--reps", str(o["reps"]),
            "--forward-images", str(o["forward_images"]), "--probe-images", str(o["probe_images"])]
     for flag in ("native", "fp32"):
         if o.get(flag):
@@ -526,13 +551,27 @@ def child_env(torch_home: Path | None = None) -> dict:
     return env
 
 
+# Runs a script file unchanged as __main__, then exits without interpreter teardown, as the workers do: with this
+# torch build (CUDA wheel) a normal exit alone adds ~100 MB to a process's peak RSS (measured: "import_baseline").
+RUN_AND_EXIT = "import os, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); " \
+               "sys.stdout.flush(); os._exit(0)"
+IMPORTS = "import torch, torchvision, tlhelpers"
+
+
+def import_baseline() -> dict:
+    """Peak RSS of a process that only imports torch, torchvision and tlhelpers: with and without normal exit."""
+    _, quick = run_child([sys.executable, "-c", IMPORTS + "; import os; os._exit(0)"])
+    _, normal = run_child([sys.executable, "-c", IMPORTS])
+    return {"peak_rss_mb": quick["peak_rss_mb"], "peak_rss_mb_with_normal_exit": normal["peak_rss_mb"]}
+
+
 def run_anchor(batches: Path, torch_home: Path) -> dict:
     """The anchor file, unchanged, in a temp dir whose ./data holds the rebuilt batches."""
     with tempfile.TemporaryDirectory(prefix="tl-anchor-") as tmp:
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "cifar-10-batches-py").symlink_to(batches)
-        out, stats = run_child([sys.executable, str(ANCHOR_DIR / "seed_cifar_workflow.py")], cwd=Path(tmp),
-                               env=child_env(torch_home))
+        out, stats = run_child([sys.executable, "-c", RUN_AND_EXIT, str(ANCHOR_DIR / "seed_cifar_workflow.py")],
+                               cwd=Path(tmp), env=child_env(torch_home))
     m = re.search(r"(\{.*\})\s+test_accuracy\s+([0-9.]+)", out)
     if not m:
         raise RuntimeError(f"Unexpected anchor output: {out[-500:]}")
@@ -631,15 +670,21 @@ def markdown(r: dict) -> str:
                          f"(decodes + resizes all 60,000) | labels only {fb['labels_only_select'] * 1000:.0f} ms + decode the "
                          f"{fb['n_selected']} chosen JPEGs {fb['decode_selected']:.2f} s |")
         lines.append(f"| batched tensor transforms ({tr['n_images']} images to 224 px) | per-image PIL via DataLoader "
-                     f"{fmt(tr['per_image_pil_dataloader'])} s | one tensor op per batch {tr['batched_tensor']:.2f} s |")
+                     f"{fmt(tr['per_image_pil_dataloader'])} s | torchvision preset on batches "
+                     f"{tr['batched_torchvision_preset']:.2f} s; tlhelpers BatchPreprocess (normalize at 32 px, resize last) "
+                     f"{tr['batched_tlhelpers']:.2f} s (max difference {tr['max_abs_difference']:.4f}) |")
         ca = tq["caching"]
         if "anchor" in r:
             lines.append(f"| feature caching (10 epochs) | 10 x uncached epoch {ca['uncached_epoch']:.1f} s = "
                          f"{10 * ca['uncached_epoch']:.0f} s (estimated) | {co['train_10_epochs']:.1f} s measured |")
-        b = tq["bf16_vs_fp32"]
+        b = tq["precision"]
         lines.append(f"| bf16 autocast: features for {c['n_train'] + c['n_test']} images | fp32 {b['fp32']['embed_seconds']:.1f} s, "
                      f"acc {np.mean(b['fp32']['accuracy_epochs_10']):.3f} (10 ep, mean of seeds) | bf16 {b['bf16']['embed_seconds']:.1f} s, "
-                     f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine mean {b['feature_cosine']['mean']:.4f} |")
+                     f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine to fp32 {b['bf16']['cosine_to_fp32']['mean']:.4f} |")
+        if "int8" in b:
+            lines.append(f"| int8 static quantization (not used: deprecated torch.ao API) | fp32 as above | int8 "
+                         f"{b['int8']['embed_seconds']:.1f} s incl. {b['int8']['quantize_seconds']:.1f} s to quantize, acc "
+                         f"{np.mean(b['int8']['accuracy_epochs_10']):.3f}; cosine to fp32 {b['int8']['cosine_to_fp32']['mean']:.4f} |")
         fw = tq["forward"]
         lad = fw["ladder"]
         base = next(x["ms_per_image"] for x in lad if x["config"].startswith("eval + inference_mode, fp32"))
@@ -647,6 +692,18 @@ def markdown(r: dict) -> str:
                   f"{fw['n_images']} images; lower is better):", "",
                   "| configuration | ms/image | vs fp32 inference_mode |", "|---|---:|---:|"]
         lines += [f"| {x['config']} | {x['ms_per_image']:.2f} | {base / x['ms_per_image']:.2f}x |" for x in lad]
+        if "course_settings" in tq:
+            lines += ["", "Course workflow settings (each its own process; one run each):", "",
+                      "| embed batch | BN folded | preprocessing | total s | train 1 epoch s | eval s | peak RSS MB | test acc |",
+                      "|---:|---|---|---:|---:|---:|---:|---:|"]
+            lines += [f"| {x['embed_batch']} | {x['fold_bn']} | {'BatchPreprocess' if x['fast_preprocess'] else 'torchvision preset'} | "
+                      f"{x['total']:.2f} | {x['train_1_epoch']:.2f} | {x['eval']:.2f} | {x['peak_rss_mb']:.0f} | {x['test_accuracy']:.3f} |"
+                      for x in tq["course_settings"]]
+        if "import_baseline" in tq:
+            ib = tq["import_baseline"]
+            lines += ["", f"Memory floor: a process that only imports torch, torchvision and tlhelpers peaks at "
+                      f"{ib['peak_rss_mb']:.0f} MB ({ib['peak_rss_mb_with_normal_exit']:.0f} MB if Python exits normally: "
+                      f"the workflows are measured up to their end, without the teardown)."]
         if "ms_per_image_to_pil_resize_normalize" in fb:
             lines += ["", f"Why the anchor's filter is slow: `dataset[i]` builds a PIL image ({fb['ms_per_image_to_pil']:.3f} ms) "
                       f"and runs Resize(224)+ToTensor+Normalize ({fb['ms_per_image_to_pil_resize_normalize']:.2f} ms in total per "
@@ -710,6 +767,7 @@ def main(a: argparse.Namespace) -> dict:
         "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
         "config": {"n_train": a.n_train, "n_test": a.n_test, "image_size": 224, "batch_size": 32, "lr": 1e-3,
                    "epochs": 1, "embed_batch": a.embed_batch, "fold_bn": bool(a.fold_bn),
+                   "fast_preprocess": bool(a.fast_preprocess),
                    "selection": "the anchor's first cat/dog indices in batch file order (same images)"},
     }
     batches = torch_home = None
@@ -728,6 +786,16 @@ def main(a: argparse.Namespace) -> dict:
         r["techniques"] = last_json(o)
         if batches:
             r["techniques"]["same_images"] = check_same_images(batches, a.jpeg_root, a.n_train, a.n_test)
+        print("course settings ...", flush=True)
+        sweep = []
+        for over in ({"embed_batch": 16}, {"embed_batch": 32}, {"embed_batch": 64}, {"fold_bn": 1 - a.fold_bn},
+                     {"fast_preprocess": 1 - a.fast_preprocess}):
+            c = run_course(a, selection="anchor", seeds=1, **over)
+            sweep.append({"embed_batch": c["embed_options"]["batch_size"], "fold_bn": c["embed_options"]["fold_bn"],
+                          "fast_preprocess": "BatchPreprocess" in c["preprocess"], **c["phases"],
+                          "peak_rss_mb": c["peak_rss_mb"], "test_accuracy": c["test_accuracy"]})
+        r["techniques"]["course_settings"] = sweep
+        r["techniques"]["import_baseline"] = import_baseline()
         write(summarize(r), out)
     if not a.no_scaling:
         sc = {"sizes": a.sizes}
@@ -763,7 +831,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jpeg-root", type=Path, default=cifar_dir(), help="the unpacked CIFAR-10 JPEG tree")
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--embed-batch", type=int, default=64, help="batch size of the course's frozen-backbone forward")
+    p.add_argument("--embed-batch", type=int, default=32, help="batch size of the course's frozen-backbone forward")
+    p.add_argument("--fast-preprocess", type=int, choices=[0, 1], default=1,
+                   help="course: tlhelpers.embed.BatchPreprocess instead of torchvision's preset")
     p.add_argument("--fold-bn", type=int, choices=[0, 1], default=0, help="course: fold BatchNorm into conv for embedding")
     p.add_argument("--seeds", type=int, default=10, help="head seeds for the accuracy spread")
     p.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 4000, 10000], help="training-set sizes to scale over")
@@ -786,6 +856,7 @@ if __name__ == "__main__":
     args = parse()
     if args.worker:
         fn = {"course": worker_course, "ablate": worker_ablate, "anchor-scaling": worker_anchor_scaling}[args.worker]
-        print(json.dumps(fn(args), default=float))
+        print(json.dumps(fn(args), default=float), flush=True)
+        os._exit(0)  # skip interpreter teardown: with this torch build it alone raises peak RSS by ~100 MB
     else:
         main(args)

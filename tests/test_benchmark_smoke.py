@@ -79,3 +79,23 @@ def test_fold_bn_fast_path_gives_the_same_features(cat_dog):
     assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # model untouched
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
+    import torch
+    from torchvision.transforms._presets import ImageClassification
+
+    from tlhelpers.embed import BatchPreprocess, fast_preprocess
+
+    images = cat_dog[1].images[:16]
+    for preset in (ImageClassification(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
+                   ImageClassification(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3)):  # downscaled
+        fast = fast_preprocess(preset)
+        assert isinstance(fast, BatchPreprocess)
+        ref, out = preset(images), fast(images)
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert (out - ref).abs().max().item() < 0.02  # only the preset's uint8 rounding of the resized image differs
+    odd = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)  # non-square: shorter side, then centre crop
+    preset = ImageClassification(crop_size=24, resize_size=28)
+    assert (fast_preprocess(preset)(odd) - preset(odd)).abs().max().item() < 0.02
+    assert fast_preprocess(abs) is abs  # anything else is returned unchanged

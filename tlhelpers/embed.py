@@ -14,7 +14,8 @@ from .data import ImageTensors, decode_files, make_loader
 from .device import autocast
 from .models import head_of
 
-__all__ = ["embed", "extract_embedding", "fold_batchnorm", "nearest_neighbors", "stage_features"]
+__all__ = ["BatchPreprocess", "embed", "extract_embedding", "fast_preprocess", "fold_batchnorm", "nearest_neighbors",
+           "stage_features"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -38,6 +39,53 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         return model
     finally:
         model.train(was_training)
+
+
+class BatchPreprocess(nn.Module):
+    """Resize (shorter side) + centre crop + normalize for whole batches, normalizing *before* resizing.
+
+    The same result as torchvision's ``ImageClassification`` preset (``weights.transforms()``) up to
+    its rounding of the resized image to uint8 (under 0.01 after normalization), but when small
+    images are upscaled (CIFAR's 32 px to 224 px) the per-pixel work runs on 32x32 pixels instead
+    of 224x224 and the resize runs once, in float: several times faster. Input uint8 (N, 3, H, W)
+    in [0, 255] or float in [0, 1]; output float32.
+    """
+
+    def __init__(self, crop_size: int, mean, std, resize_size: int | None = None, mode: str = "bilinear",
+                 antialias: bool = True) -> None:
+        super().__init__()
+        self.crop_size, self.resize_size = int(crop_size), int(resize_size or crop_size)
+        self.mode, self.antialias = mode, antialias
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.functional import center_crop
+
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)  # affine per channel: commutes with the resize
+        h, w = x.shape[-2:]
+        short, r = min(h, w), self.resize_size
+        size = (r, int(r * w / h)) if h <= w else (int(r * h / w), r)  # torchvision's shorter-side rule
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode=self.mode, antialias=self.antialias and short > r, align_corners=False)
+        return center_crop(x, [self.crop_size]) if size != (self.crop_size, self.crop_size) else x
+
+    def extra_repr(self) -> str:
+        return f"crop_size={self.crop_size}, resize_size={self.resize_size}, mode={self.mode!r}"
+
+
+def fast_preprocess(transform: Callable) -> Callable:
+    """The :class:`BatchPreprocess` equivalent of a torchvision ``ImageClassification`` preset
+    (what ``load_backbone`` returns); any other transform is returned unchanged."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    modes = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
+    if not isinstance(transform, ImageClassification) or transform.interpolation not in modes:
+        return transform
+    return BatchPreprocess(transform.crop_size[0], transform.mean, transform.std, transform.resize_size[0],
+                           modes[transform.interpolation], bool(transform.antialias))
 
 
 @torch.inference_mode()
@@ -75,8 +123,9 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
         for x, y in batches:
             x = x.to(device, non_blocking=True)
             x = transform(x) if transform is not None else (x.float() / 255 if x.dtype == torch.uint8 else x)
+            x = x.contiguous(memory_format=torch.channels_last)  # rebinding frees the other layout before the forward
             with autocast(device, enabled=amp):
-                runner(x.contiguous(memory_format=torch.channels_last))
+                runner(x)
             if y is not None:
                 labels.append(torch.as_tensor(y).cpu())
     finally:
