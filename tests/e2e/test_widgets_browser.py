@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tlhelpers.strategy import recommend_strategy
+from tlhelpers.widgets import StrategyGuide
 
 pytestmark = pytest.mark.e2e
 
@@ -89,9 +90,11 @@ def bold_int(root, cls: str) -> int:
 # ------------------------------------------------------------------ the simulator
 def press_train_step(page, sim) -> list[str]:
     """Press "Train step", wait for the new plot, return the stages the page says gradients reached."""
-    page.evaluate("(el) => el.querySelectorAll('img').forEach(i => i.dataset.e2eOld = '1')", sim.element_handle())
+    page.evaluate("(el) => el.querySelectorAll('.tl-plot img').forEach(i => i.dataset.e2eOld = '1')", sim.element_handle())
     sim.locator(".tl-train-step").click()
-    sim.locator("img:not([data-e2e-old])").first.wait_for(timeout=STEP_TIMEOUT_MS)
+    # The widget shows "running one step..." (no tl-flow), then the new plot, then the status with tl-flow.
+    sim.locator(".tl-plot img:not([data-e2e-old])").first.wait_for(timeout=STEP_TIMEOUT_MS)
+    sim.locator(".tl-status .tl-flow").wait_for(timeout=STEP_TIMEOUT_MS)
     flow = sim.locator(".tl-flow").inner_text().strip()
     return [] if flow == "none" else [s.strip() for s in flow.split(",")]
 
@@ -160,40 +163,54 @@ def run_down_to(page, lab, name: str, marker: str) -> None:
     wait_cells_done(page)
 
 
+def move(page, guide, action, state: tuple[int, str, str]):
+    """Do ``action`` on the guide's controls, which should bring them to ``state``; wait until the page shows
+    the recommendation and the flowchart for it; return that recommendation."""
+    expected = recommend_strategy(*state)
+    page.evaluate("(el) => el.querySelectorAll('.tl-flowchart img').forEach(i => i.dataset.e2eOld = '1')",
+                  guide.element_handle())
+    action()
+    # The guide sets the recommendation text, then redraws the flowchart image.
+    strategy = page.locator(".tl-strategy", has_text=re.compile(rf"^{re.escape(expected.strategy)}$"))
+    guide.locator(".tl-recommendation", has_text=expected.reason).filter(has=strategy).wait_for(timeout=STEP_TIMEOUT_MS)
+    if guide.locator(".tl-flowchart").count():
+        guide.locator(".tl-flowchart img:not([data-e2e-old])").first.wait_for(timeout=STEP_TIMEOUT_MS)
+    assert guide_state(guide) == state, f"controls show {guide_state(guide)}, expected {state}"
+    shown = guide.locator(".tl-strategy").inner_text().strip()
+    assert shown == expected.strategy, f"page recommends {shown!r} for {state}, recommend_strategy says {expected.strategy!r}"
+    return expected
+
+
 def test_strategy_guide_in_browser(page, lab, artifacts):
     t0 = time.monotonic()
     open_notebook(page, lab, GUIDE_NB)
     run_down_to(page, lab, GUIDE_NB, "StrategyGuide(")
     guide = page.locator(f"{PANEL} .jp-OutputArea-output").filter(has=page.locator(".tl-recommendation")).first
     guide.scroll_into_view_if_needed()
-    strategy = guide.locator(".tl-strategy")
 
-    state = guide_state(guide)
-    shown = strategy.inner_text().strip()
-    assert shown == recommend_strategy(*state).strategy, f"page shows {shown!r} for {state}"
+    size, sim, budget = state0 = guide_state(guide)
+    first = guide.locator(".tl-strategy").inner_text().strip()
+    assert first == recommend_strategy(*state0).strategy, f"page shows {first!r} for {state0}"
     guide.screenshot(path=str(artifacts / "06_guide_before.png"))
 
-    # Move the slider to whichever end changes the recommendation (keyboard on the handle: Home/End).
-    ends = {"Home": 50, "End": 1_000_000}
-    key = next((k for k, n in ends.items() if recommend_strategy(n, *state[1:]).strategy != shown), None)
-    assert key is not None, f"no slider end changes the recommendation from {state}"
-    guide.locator(".tl-size .noUi-handle").focus()
-    page.keyboard.press(key)
-    expected = recommend_strategy(ends[key], *state[1:]).strategy
-    guide.locator(".tl-strategy", has_text=re.compile(rf"^{re.escape(expected)}$")).wait_for(timeout=STEP_TIMEOUT_MS)
-    state1 = guide_state(guide)
-    assert state1[0] == ends[key], f"slider shows {state1[0]:,}, expected {ends[key]:,}"
-    assert strategy.inner_text().strip() == expected != shown
+    # 1. Drag-free slider move: focus the handle, Home/End, whichever end changes the recommendation.
+    ends = {"Home": StrategyGuide.SIZES[0], "End": StrategyGuide.SIZES[-1]}
+    key = next((k for k, n in ends.items() if recommend_strategy(n, sim, budget).strategy != first), None)
+    assert key is not None, f"no slider end changes the recommendation from {state0}"
+    handle = guide.locator(".tl-size .noUi-handle")
+    r1 = move(page, guide, lambda: (handle.focus(), page.keyboard.press(key)), (ends[key], sim, budget))
+    assert r1.strategy != first
     guide.screenshot(path=str(artifacts / "06_guide_after_slider.png"))
 
-    # Then click the other Domain option; the page must follow recommend_strategy again.
-    other = "different" if state1[1] == "similar" else "similar"
-    guide.locator(".tl-similarity button", has_text=re.compile(rf"^{other}$")).click()
-    guide.locator(".tl-similarity button.mod-active", has_text=other).wait_for(timeout=STEP_TIMEOUT_MS)
-    expected2 = recommend_strategy(state1[0], other, state1[2])
-    guide.locator(".tl-recommendation", has_text=expected2.scenario).wait_for(timeout=STEP_TIMEOUT_MS)
-    assert strategy.inner_text().strip() == expected2.strategy
-    guide.screenshot(path=str(artifacts / "06_guide_after_domain.png"))
+    # 2. A button click: the Domain or Compute option that changes the recommendation again.
+    size = ends[key]
+    flips = [("tl-similarity", (size, {"similar": "different", "different": "similar"}[sim], budget)),
+             ("tl-budget", (size, sim, {"ample": "limited", "limited": "ample"}[budget]))]
+    cls, state2 = next(((c, st) for c, st in flips if recommend_strategy(*st).strategy != r1.strategy), flips[0])
+    label = state2[1] if cls == "tl-similarity" else state2[2]
+    button = guide.locator(f".{cls} button", has_text=re.compile(rf"^{label}$"))
+    r2 = move(page, guide, button.click, state2)
+    guide.screenshot(path=str(artifacts / "06_guide_after_click.png"))
     page.screenshot(path=str(artifacts / "06_guide_page.png"))
-    print(f"guide: {state} {shown!r} -> slider {key} {state1} {expected!r} -> domain {other} {expected2.strategy!r}; "
+    print(f"guide: {state0} {first!r} -> slider {key} {r1.strategy!r} -> {label} {r2.strategy!r}; "
           f"total {time.monotonic() - t0:.0f} s")
