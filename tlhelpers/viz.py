@@ -23,17 +23,19 @@ def plot_history(history: Sequence[dict] | dict[str, Sequence[dict]], title: str
     """Loss and accuracy per epoch (train and, if present, validation); several runs as a dict of histories."""
     runs = history if isinstance(history, dict) else {"": history}
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, h in runs.items():
+    for k, (name, h) in enumerate(runs.items()):
         ep = [r["epoch"] for r in h]
         prefix = f"{name} " if name else ""
+        color = {"color": f"C{k}"} if len(runs) > 1 else {}  # several runs: one colour per run, dashed = validation
         for key, ax, style in (("train_loss", ax_l, "-"), ("val_loss", ax_l, "--"), ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
             if key in h[0]:
-                ax.plot(ep, [r[key] for r in h], style, marker="o", ms=3, label=prefix + key.split("_")[0])
+                ax.plot(ep, [r[key] for r in h], style, marker="o", ms=3, label=prefix + key.split("_")[0], **color)
     ax_l.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
     fig.tight_layout()
     return fig
