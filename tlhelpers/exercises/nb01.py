@@ -32,17 +32,18 @@ def check_layer4_size(answer: int, input_size: int = 224) -> bool:
 
 
 def _synthetic_task(n: int, d: int, seed: int, separable: bool) -> tuple[np.ndarray, ...]:
+    """n train + n test points in d badly scaled dimensions; if ``separable``, 5 of them carry the class."""
     rng = np.random.default_rng(seed)
-    y = np.arange(2 * n) % 2
-    x = rng.normal(size=(2 * n, d)) * rng.uniform(0.1, 50, size=d)  # badly scaled features on purpose
+    y = rng.permutation(np.arange(2 * n) % 2)
+    scale = rng.uniform(0.1, 50, size=d)
+    x = rng.normal(size=(2 * n, d)) * scale
     if separable:
-        x[:, 0] += (2 * y - 1) * 3 * 50  # class signal in the largest-scale feature
-        x[:, 1] += (2 * y - 1) * 2.0     # and a weak one in a small-scale feature
+        x[:, :5] += (2 * y[:, None] - 1) * 2 * scale[:5]  # class means 4 standard deviations apart
     return x[:n], y[:n], x[n:], y[n:]
 
 
 def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]) -> bool:
-    """Exercise 2: ``probe(train_x, train_y, test_x, test_y)`` returns the test accuracy of a linear classifier.
+    """Exercise 2: ``probe(train_x, train_y, test_x, test_y)`` returns the test accuracy of a classifier fit on train.
 
     Tried on a separable synthetic task (must score >= 0.9) and on pure noise (must stay near chance,
     which catches probes that peek at the test labels), and the result must be a fraction in [0, 1].
@@ -56,7 +57,7 @@ def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np
         return report(False, "", f"return the accuracy as a fraction between 0 and 1 (got {sep:.3g} and {noise:.3g}).")
     ok = sep >= 0.9 and noise <= 0.62
     hint = ("on separable data it scored only {:.0%}: fit on the training features, score on the test features, "
-            "and standardize first (StandardScaler).".format(sep) if sep < 0.9 else
+            "and standardize with the training mean and std first.".format(sep) if sep < 0.9 else
             f"on pure noise it scored {noise:.0%}: a fair probe never sees the test labels while fitting.")
     return report(ok, f"{sep:.0%} on a separable task and {noise:.0%} (chance) on noise.", hint)
 
