@@ -36,7 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+# The orchestrating process never imports torch. On Linux a child's ru_maxrss starts from its parent's peak RSS
+# (subprocess uses vfork, and exec keeps the high-water mark of the memory it replaces), so a parent that had
+# imported torch (~0.7 GB here) would set a floor under every measured child. Workers and importers get torch.
+if __name__ != "__main__" or "--worker" in sys.argv:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_DIR = Path(os.environ.get("TLHELPERS_ANCHORS", ROOT.parent / "shared" / "anchors"))
@@ -65,6 +70,7 @@ SCHEMA = """perf.json (all times in seconds, memory in MB = 1e6 bytes):
 # ---------------------------------------------------------------- shared helpers
 
 def bench_cache() -> Path:
+    """Where rebuilt batches and the stand-in weights are cached: ``<tlhelpers cache>/bench``."""
     from tlhelpers.data import cache_dir
 
     return cache_dir() / "bench"
@@ -133,9 +139,9 @@ def last_json(stdout: str) -> dict:
 
 # ---------------------------------------------------------------- preparation (not timed)
 
-def prepare_batches(jpeg_root: Path) -> Path:
+def prepare_batches(jpeg_root: Path, cache: Path) -> Path:
     """CIFAR-10 batches rebuilt from the JPEG tree by the anchor's own script, cached outside the repo."""
-    out = bench_cache() / "data" / "cifar-10-batches-py"
+    out = cache / "data" / "cifar-10-batches-py"
     if not (out / "test_batch").is_file():
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -189,6 +195,20 @@ def check_same_images(batches: Path, jpeg_root: Path, n_train: int, n_test: int)
 
 
 # ---------------------------------------------------------------- workers (run as subprocesses)
+
+def worker_prepare(a: argparse.Namespace) -> dict:
+    """Everything the orchestrator needs from torch/tlhelpers: machine and weights info, paths, the stand-in weights."""
+    import tlhelpers as tl
+    from tlhelpers.data import cifar_dir
+    from tlhelpers.models import course_backbone_info
+
+    info = course_backbone_info()
+    return {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                        "bf16_autocast": bool(tl.device.fast_cpu_autocast())},
+            "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
+            "bench_cache": str(bench_cache()), "jpeg_root": str(a.jpeg_root or cifar_dir()),
+            "torch_home": None if a.course_only else str(prepare_standin())}
+
 
 def worker_course(a: argparse.Namespace) -> dict:
     """The course's workflow through tlhelpers, timed phase by phase like the anchor (imports are not timed)."""
@@ -416,6 +436,8 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 
     fast = fast_preprocess(preprocess)
     batched_seconds(fast)  # warm-up
+    if a.data_root:
+        out["same_images"] = check_same_images(Path(a.data_root) / "cifar-10-batches-py", a.jpeg_root, a.n_train, a.n_test)
     out["filter_breakdown"] = fb
     out["transforms"] = {"n_images": len(train), "per_image_pil_dataloader": per_image,
                          "batched_torchvision_preset": batched_seconds(preprocess), "batched_tlhelpers": batched_seconds(fast),
@@ -525,15 +547,17 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------- orchestration
 
 def worker_cmd(kind: str, a: argparse.Namespace, **over) -> list[str]:
-    o = {"n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, "fold_bn": a.fold_bn,
+    o = {"course_only": a.course_only, "n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, "fold_bn": a.fold_bn,
          "reps": a.reps, "fast_preprocess": a.fast_preprocess, "forward_images": a.forward_images, "probe_images": a.probe_images, **over}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--jpeg-root", str(a.jpeg_root),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind,
            "--n-train", str(o["n_train"]), "--n-test", str(o["n_test"]), "--embed-batch", str(o["embed_batch"]),
            "--seeds", str(o["seeds"]), "--fold-bn", str(o["fold_bn"]), "--fast-preprocess", str(o["fast_preprocess"]), "--reps", str(o["reps"]),
            "--forward-images", str(o["forward_images"]), "--probe-images", str(o["probe_images"])]
-    for flag in ("native", "fp32"):
+    if a.jpeg_root:
+        cmd += ["--jpeg-root", str(a.jpeg_root)]
+    for flag in ("native", "fp32", "course_only"):
         if o.get(flag):
-            cmd.append(f"--{flag}")
+            cmd.append(f"--{flag.replace('_', '-')}")
     if o.get("selection"):
         cmd += ["--selection", o["selection"]]
     if o.get("data_root"):
@@ -606,7 +630,7 @@ def summarize(r: dict) -> dict:
     r["targets"] = t
     fw = r.get("techniques", {}).get("forward")
     if fw:
-        ladder = {x["config"]: x["ms_per_image"] for x in fw["ladder"]}
+        ladder = {x["config"]: x["ms_per_image"] for x in fw["ladder"] if "int8" not in x["config"]}  # int8: not used
         best = min(ladder.values())
         n_img = r["config"]["n_train"] + r["config"]["n_test"]
         r["floor"] = {"ms_per_image": best, "best_config": min(ladder, key=ladder.get), "n_images": n_img,
@@ -754,17 +778,16 @@ def write(r: dict, out: Path) -> None:
 
 
 def main(a: argparse.Namespace) -> dict:
-    from tlhelpers.models import course_backbone_info
-
-    info = course_backbone_info()
     out = Path(a.out)
+    o, _ = run_child(worker_cmd("prepare", a), env=child_env())
+    prep = last_json(o)
+    a.jpeg_root = Path(prep["jpeg_root"])
     r: dict = {
         "schema": SCHEMA, "timestamp": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/perf_workflow.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "avx512_bf16": has_cpu_flag("avx512_bf16"), "amx": has_cpu_flag("amx_bf16"),
-                    "bf16_autocast": bool(__import__("tlhelpers").device.fast_cpu_autocast())},
-        "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
+        "machine": {"cpu": cpu_name(), **prep["machine"], "avx512_bf16": has_cpu_flag("avx512_bf16"),
+                    "amx": has_cpu_flag("amx_bf16")},
+        "weights": prep["weights"],
         "config": {"n_train": a.n_train, "n_test": a.n_test, "image_size": 224, "batch_size": 32, "lr": 1e-3,
                    "epochs": 1, "embed_batch": a.embed_batch, "fold_bn": bool(a.fold_bn),
                    "fast_preprocess": bool(a.fast_preprocess),
@@ -772,8 +795,8 @@ def main(a: argparse.Namespace) -> dict:
     }
     batches = torch_home = None
     if not a.course_only:
-        batches = prepare_batches(a.jpeg_root)
-        torch_home = prepare_standin()
+        batches = prepare_batches(a.jpeg_root, Path(prep["bench_cache"]))
+        torch_home = Path(prep["torch_home"])
         print("anchor ...", flush=True)
         r["anchor"] = run_anchor(batches, torch_home)
     print("course ...", flush=True)
@@ -784,8 +807,6 @@ def main(a: argparse.Namespace) -> dict:
         print("ablation ...", flush=True)
         o, _ = run_child(worker_cmd("ablate", a, data_root=batches.parent if batches else None), env=child_env())
         r["techniques"] = last_json(o)
-        if batches:
-            r["techniques"]["same_images"] = check_same_images(batches, a.jpeg_root, a.n_train, a.n_test)
         print("course settings ...", flush=True)
         sweep = []
         for over in ({"embed_batch": 16}, {"embed_batch": 32}, {"embed_batch": 64}, {"fold_bn": 1 - a.fold_bn},
@@ -824,14 +845,13 @@ def main(a: argparse.Namespace) -> dict:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    from tlhelpers.data import cifar_dir
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
-    p.add_argument("--jpeg-root", type=Path, default=cifar_dir(), help="the unpacked CIFAR-10 JPEG tree")
+    p.add_argument("--jpeg-root", type=Path, default=None,
+                   help="the unpacked CIFAR-10 JPEG tree (default: tlhelpers' cache, $TLHELPERS_CIFAR_DIR)")
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--embed-batch", type=int, default=32, help="batch size of the course's frozen-backbone forward")
+    p.add_argument("--embed-batch", type=int, default=16, help="batch size of the course's frozen-backbone forward")
     p.add_argument("--fast-preprocess", type=int, choices=[0, 1], default=1,
                    help="course: tlhelpers.embed.BatchPreprocess instead of torchvision's preset")
     p.add_argument("--fold-bn", type=int, choices=[0, 1], default=0, help="course: fold BatchNorm into conv for embedding")
@@ -843,7 +863,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--forward-images", type=int, default=128, help="images per forward-ladder configuration")
     p.add_argument("--reps", type=int, default=3, help="interleaved rounds of the forward ladder (best kept)")
     p.add_argument("--probe-images", type=int, default=2000, help="images for the per-image filter-loop cost")
-    p.add_argument("--worker", choices=["course", "ablate", "anchor-scaling"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["prepare", "course", "ablate", "anchor-scaling"], help=argparse.SUPPRESS)
     p.add_argument("--selection", choices=["anchor", "balanced"], default="anchor", help=argparse.SUPPRESS)
     p.add_argument("--native", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fp32", action="store_true", help=argparse.SUPPRESS)
@@ -855,7 +875,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse()
     if args.worker:
-        fn = {"course": worker_course, "ablate": worker_ablate, "anchor-scaling": worker_anchor_scaling}[args.worker]
+        if args.worker != "prepare" and args.jpeg_root is None:
+            from tlhelpers.data import cifar_dir
+            args.jpeg_root = cifar_dir()
+        fn = {"prepare": worker_prepare, "course": worker_course, "ablate": worker_ablate, "anchor-scaling": worker_anchor_scaling}[args.worker]
         print(json.dumps(fn(args), default=float), flush=True)
         os._exit(0)  # skip interpreter teardown: with this torch build it alone raises peak RSS by ~100 MB
     else:
