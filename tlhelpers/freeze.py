@@ -109,17 +109,18 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 
-def trainable_summary(model: nn.Module, show: bool = True) -> str:
-    """``Trainable: 1,026 / 11,177,538 (0.01%)``: printed and returned."""
+def trainable_summary(model: nn.Module, show: bool = True) -> str | None:
+    """``Trainable: 1,026 / 11,177,538 (0.01%)``: printed (``show=True``) or returned (``show=False``)."""
     t, n = count_params(model)
     line = f"Trainable: {t:,} / {n:,} ({t / n:.2%})"
-    if show:
+    if show:  # print only: no return value for Jupyter to echo a second time
         print(line)
+        return None
     return line
 
 
-def stage_table(model: nn.Module, show: bool = True) -> str:
-    """Per-stage table: trainable and total parameters, and whether the stage is frozen/trainable/partial."""
+def stage_table(model: nn.Module, show: bool = True) -> str | None:
+    """Per-stage table of trainable/total parameters and status: printed (``show=True``) or returned."""
     rows = []
     for s in stage_names(model):
         ps = _params(model, s)
@@ -133,6 +134,7 @@ def stage_table(model: nn.Module, show: bool = True) -> str:
     out = "\n".join(lines)
     if show:
         print(out)
+        return None
     return out
 
 
