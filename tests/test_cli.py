@@ -205,3 +205,16 @@ def test_bundle_errors_on_empty_cache_and_missing_file(tmp_path, homes, capsys):
     assert "nothing to export" in capsys.readouterr().err and not (tmp_path / "b.tar").exists()
     assert main(["bundle", "import", str(tmp_path / "missing.tar")]) == EXIT_MISSING
     assert "bundle not found" in capsys.readouterr().err
+
+
+def test_doctor_with_unavailable_forced_device_says_so(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from tlhelpers import cli
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for k, v in offline_env(tmp_path).items():
+        if k.startswith(("TLHELPERS_", "TORCH_HOME")):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("TLHELPERS_DEVICE", "cuda")
+    cli.main(["doctor"])
+    assert "[problem] Device 'cuda' was asked for" in capsys.readouterr().out

@@ -160,3 +160,12 @@ def test_digits_is_a_different_offline_domain():
     assert train.images.shape == (200, 3, 32, 32) and len(test) == 500
     assert torch.bincount(train.labels).tolist() == [20] * 10
     assert torch.equal(train.images[:, 0], train.images[:, 1])  # grey strokes: R = G = B
+
+
+def test_forced_unavailable_device_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("TLHELPERS_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match=r"Device 'cuda' was asked for .* not available here: unset TLHELPERS_DEVICE"):
+        tl.get_device()
+    monkeypatch.setenv("TLHELPERS_DEVICE", "cpu")
+    assert tl.get_device(verbose=False).type == "cpu"

@@ -203,7 +203,10 @@ def cmd_doctor(args) -> int:
         if v is None:
             print(f"  [missing] {dist}" + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
                   + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"]))
-    get_device()
+    try:
+        get_device()
+    except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
+        print(f"  [problem] {e}")
     print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
     env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
     print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {_hub_checkpoints()}")

@@ -15,6 +15,11 @@ def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
     prefer = prefer or os.environ.get("TLHELPERS_DEVICE")
     if prefer:
         device = torch.device(prefer)
+        mps = getattr(torch.backends, "mps", None)
+        if (device.type == "cuda" and not torch.cuda.is_available()) or (
+                device.type == "mps" and not (mps is not None and mps.is_available())):
+            raise RuntimeError(f"Device {prefer!r} was asked for (argument or $TLHELPERS_DEVICE) but is not available "
+                               f"here: unset TLHELPERS_DEVICE or use 'cpu'.")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
