@@ -169,3 +169,13 @@ def test_forced_unavailable_device_is_one_clear_error(monkeypatch):
         tl.get_device()
     monkeypatch.setenv("TLHELPERS_DEVICE", "cpu")
     assert tl.get_device(verbose=False).type == "cpu"
+
+
+def test_no_bf16_autocast_on_gpus_that_only_emulate_it(monkeypatch):
+    from tlhelpers import device as dev
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # a T4
+    assert not dev._native_bf16(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
+    assert dev._native_bf16(torch.device("cuda:0"))
+    assert not dev._native_bf16(torch.device("mps"))

@@ -72,8 +72,14 @@ def fast_cpu_autocast() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def _native_bf16(device: torch.device) -> bool:
+    """True where bfloat16 runs natively: CUDA GPUs from Ampere on (not emulated, as on a T4 or V100), fast CPUs."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and fast_cpu_autocast()
+
+
 def autocast(device: torch.device | str, enabled: bool = True):
-    """bfloat16 autocast on CUDA or on CPUs with native bf16; a no-op context elsewhere."""
+    """bfloat16 autocast on CUDA GPUs or CPUs with native bf16; a no-op context elsewhere."""
     device = torch.device(device)
-    use = enabled and (device.type == "cuda" or (device.type == "cpu" and fast_cpu_autocast()))
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and _native_bf16(device))
