@@ -179,3 +179,14 @@ def test_no_bf16_autocast_on_gpus_that_only_emulate_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
     assert dev._native_bf16(torch.device("cuda:0"))
     assert not dev._native_bf16(torch.device("mps"))
+
+
+def test_loader_kwargs_no_workers_in_jupyter_when_default_is_not_fork(monkeypatch):
+    import multiprocessing
+
+    from tlhelpers import device as dev
+    monkeypatch.setattr(dev, "_in_notebook", lambda: True)
+    monkeypatch.setattr(dev.sys, "platform", "linux")
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: None)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn", "fork"])  # Python 3.14
+    assert tl.loader_kwargs("cpu")["num_workers"] == 0

@@ -44,13 +44,15 @@ def _in_notebook() -> bool:
 def loader_kwargs(device: torch.device | str = "cpu", num_workers: int | None = None) -> dict:
     """Keyword arguments for ``DataLoader`` that never crash inside Jupyter.
 
-    Worker processes are only used where they are started by ``fork`` (Linux scripts);
-    with ``spawn`` (macOS, Windows) inside a notebook they cannot import the notebook's
-    code and crash, so there we load in the main process. ``pin_memory`` only helps CUDA.
+    Inside a notebook, worker processes are only used where they are started by ``fork`` (Linux
+    up to Python 3.13); with ``spawn`` or ``forkserver`` (macOS, Windows, Linux from Python 3.14)
+    they cannot import the notebook's code and crash, so there we load in the main process. ``pin_memory`` only helps CUDA.
     """
     device = torch.device(device)
     if num_workers is None:
-        spawn = multiprocessing.get_start_method(allow_none=True) not in (None, "fork") or sys.platform != "linux"
+        # unset: the platform default, listed first (fork on Linux up to Python 3.13, forkserver from 3.14)
+        method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        spawn = method != "fork" or sys.platform != "linux"
         num_workers = 0 if (spawn and _in_notebook()) else min(4, os.cpu_count() or 1) // 2
     kw = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
