@@ -132,8 +132,21 @@ def test_unreadable_image_names_the_file(tmp_path):
 def test_asking_for_more_images_than_exist(tmp_path):
     for c in ("a", "b"):
         _write_jpeg(tmp_path / c / "x.jpg")
-    with pytest.raises(ValueError, match="per class but class #0 has only 1"):
+    with pytest.raises(ValueError, match="per class but class 'a' has only 1"):
         tl.load_image_folder(tmp_path, n=4)
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path):
+    for c in ("apples", "pears", "plums"):
+        for i in range(2):
+            _write_jpeg(tmp_path / c / f"{i}.jpg", size=(20, 20))
+    (tmp_path / "figs").mkdir()  # empty: would be a class the model can never see
+    (tmp_path / "figs" / "readme.txt").write_text("todo")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    with pytest.raises(ValueError, match="class 'figs' has no .* images: add images to it, or leave it out"):
+        tl.load_image_folder(tmp_path)
+    ds = tl.load_image_folder(tmp_path, classes=["apples", "pears", "plums"])
+    assert ds.classes == ["apples", "pears", "plums"] and torch.bincount(ds.labels).tolist() == [2, 2, 2]
 
 
 def test_no_data_offline_says_remedy(tmp_path, monkeypatch):

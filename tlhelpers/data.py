@@ -108,10 +108,12 @@ def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> 
 
 
 def balanced_indices(targets: np.ndarray, class_ids: Sequence[int], n_total: int | None, seed: int = 0,
-                     split: str = "") -> tuple[np.ndarray, np.ndarray]:
+                     split: str = "", names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n_total // K`` indices per class (all if ``None``) with a fixed seed, from labels alone.
 
     Returns (indices into ``targets``, new labels 0..K-1 in the order of ``class_ids``).
+    ``names`` (the name of each class id) makes error messages name the class; a class without
+    any image is an error either way (it would be a class the model can never learn).
     """
     targets = np.asarray(targets)
     k = len(class_ids)
@@ -121,9 +123,12 @@ def balanced_indices(targets: np.ndarray, class_ids: Sequence[int], n_total: int
     idx, lab = [], []
     for new, old in enumerate(class_ids):
         members = np.flatnonzero(targets == old)
+        cls = f"class {names[old]!r}" if names is not None else f"class #{old}"
+        if len(members) == 0:
+            raise ValueError(f"{cls} has no {split} images: add images to it, or leave it out with classes=[...].")
         per = len(members) if n_total is None else n_total // k
         if per > len(members):
-            raise ValueError(f"Asked for {per} {split} images per class but class #{old} has only {len(members)}.")
+            raise ValueError(f"Asked for {per} {split} images per class but {cls} has only {len(members)}.")
         idx.append(np.sort(rng.permutation(members)[:per]))
         lab.append(np.full(per, new))
     idx, lab = np.concatenate(idx), np.concatenate(lab)
@@ -208,7 +213,7 @@ def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = N
     """
     names, files, targets = scan_image_folder(path)
     ids = _resolve_classes(classes if classes is not None else names, names)
-    idx, lab = balanced_indices(targets, ids, n, seed, split=Path(path).name)
+    idx, lab = balanced_indices(targets, ids, n, seed, split=Path(path).name, names=names)
     sel = [files[i] for i in idx]
     images = decode_files(sel, image_size)
     return ImageTensors(images, torch.as_tensor(lab, dtype=torch.long), [names[i] for i in ids], sel)
@@ -258,11 +263,11 @@ def load_cifar_split(split: str, classes: Sequence[str | int] = ("cat", "dog"), 
             raise FileNotFoundError(MISSING_DATA.format(dir=cifar_dir()))
         folder_names, files, targets = scan_image_folder(folder)
         fids = _resolve_classes(names, folder_names)
-        idx, lab = balanced_indices(targets, fids, n, seed, split)
+        idx, lab = balanced_indices(targets, fids, n, seed, split, names=folder_names)
         sel = [files[i] for i in idx]
         return ImageTensors(decode_files(sel), torch.as_tensor(lab, dtype=torch.long), names, sel)
     ds = _torchvision_cifar(split == "train")
-    idx, lab = balanced_indices(np.asarray(ds.targets), ids, n, seed, split)
+    idx, lab = balanced_indices(np.asarray(ds.targets), ids, n, seed, split, names=CIFAR10_CLASSES)
     images = torch.from_numpy(ds.data[idx]).permute(0, 3, 1, 2).contiguous()  # N,32,32,3 -> N,3,32,32
     return ImageTensors(images, torch.as_tensor(lab, dtype=torch.long), names)
 
