@@ -203,3 +203,9 @@ def test_loader_kwargs_no_workers_in_jupyter_when_default_is_not_fork(monkeypatc
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: None)
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn", "fork"])  # Python 3.14
     assert tl.loader_kwargs("cpu")["num_workers"] == 0
+
+
+def test_missing_split_under_explicit_root_names_that_root(tmp_path):
+    (tmp_path / "mycifar" / "train").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"No CIFAR-10 test/ folder in .*mycifar"):
+        tl.load_cifar_split("test", root=tmp_path / "mycifar")

@@ -252,15 +252,17 @@ MISSING_DATA = ("CIFAR-10 is not available offline: run `python -m tlhelpers pre
 
 def load_cifar_split(split: str, classes: Sequence[str | int] = ("cat", "dog"), n: int | None = None, seed: int = 0,
                      source: str | None = None, root: str | os.PathLike | None = None) -> ImageTensors:
-    """A balanced CIFAR-10 subset of ``split`` ("train"/"test"): ``n`` images over ``classes`` (default all)."""
+    """A balanced CIFAR-10 subset of ``split`` ("train"/"test"): ``n`` images (default all) over ``classes``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     ids = _resolve_classes(classes, CIFAR10_CLASSES)
     names = [CIFAR10_CLASSES[i] for i in ids]
     if root is not None or _source(source) == "folder":
-        folder = Path(root or cifar_dir()).expanduser() / split
+        base = Path(root or cifar_dir()).expanduser()
+        folder = base / split
         if not folder.is_dir():
-            raise FileNotFoundError(MISSING_DATA.format(dir=cifar_dir()))
+            raise FileNotFoundError(MISSING_DATA.format(dir=base) if root is None else
+                                    f"No CIFAR-10 {split}/ folder in {base}: expected {base}/{split}/<class>/*.jpg.")
         folder_names, files, targets = scan_image_folder(folder)
         fids = _resolve_classes(names, folder_names)
         idx, lab = balanced_indices(targets, fids, n, seed, split, names=folder_names)
