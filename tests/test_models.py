@@ -112,3 +112,11 @@ def test_replace_head_other_models():
     assert m.classifier[-1].out_features == 4
     with pytest.raises(ValueError, match="at least 2"):
         tl.replace_head(m, 1)
+
+
+def test_wrapped_checkpoint_with_its_own_head_loads(tmp_path):
+    m, _ = tl.load_backbone(weights="course", num_classes=3, verbose=False)
+    path = tmp_path / "finetuned.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in m.state_dict().items()}, "epoch": 4}, path)
+    m2, _ = tl.load_backbone(weights=str(path), verbose=False)
+    assert m2.fc.out_features == 3 and torch.equal(m2.fc.weight, m.fc.weight)

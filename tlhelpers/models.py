@@ -101,9 +101,9 @@ def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
             f"or use the offline course backbone with weights='course'.")
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a state dict file into ``model``; a checkpoint of another architecture names the mismatched keys."""
-    path = Path(path).expanduser()
+def _read_state_dict(path: Path) -> dict:
+    """The state dict in a checkpoint file: unwrapped from ``{"state_dict"|"model"|"model_state_dict": ...}``,
+    without DataParallel's ``module.`` prefix, floating tensors as float32."""
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
     sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -113,7 +113,16 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                 sd = sd[key]
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__}).")
-    sd = {k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+    return {k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a state dict file into ``model``; a checkpoint of another architecture names the mismatched keys."""
+    path = Path(path).expanduser()
+    return _load_into(model, _read_state_dict(path), path)
+
+
+def _load_into(model: nn.Module, sd: dict, path: Path) -> nn.Module:
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -207,11 +216,11 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
         if not path.suffix and not path.exists():
             raise ValueError(f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path.")
         meta = path.with_suffix(".json")
-        sd_probe = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
-        fc_w = sd_probe.get("fc.weight") if isinstance(sd_probe, dict) else None
-        if fc_w is not None and fc_w.shape[0] != model.fc.out_features:
-            model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])
-        load_checkpoint(model, path)
+        sd = _read_state_dict(path)
+        fc_w = sd.get("fc.weight")
+        if fc_w is not None and isinstance(getattr(model, "fc", None), nn.Linear) and fc_w.shape[0] != model.fc.out_features:
+            model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
+        _load_into(model, sd, path)
         if meta.is_file():
             p = json.loads(meta.read_text())["preprocessing"]
             preprocess = ImageClassification(crop_size=p["size"], resize_size=p.get("resize_size", p["size"]),
