@@ -153,3 +153,10 @@ def test_frozen_batchnorm_stats_stay_put_in_train_mode(cat_dog):
     tl.unfreeze(m, "layer1")
     _step(m, tl.make_optimizer(m), x[:16], y[:16])
     assert not torch.equal(bns["layer1.0.bn1"][0], m.layer1[0].bn1.running_mean)
+
+
+def test_param_groups_error_names_only_stages_without_a_rate():
+    model = torchvision.models.resnet18(num_classes=2)
+    tl.set_trainable(model, ["layer4", "fc"])
+    with pytest.raises(ValueError, match=r"without a learning rate: layer4;"):
+        tl.param_groups(model, {"head": 1e-3})  # "head" is fc: only layer4 lacks a rate

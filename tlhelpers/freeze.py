@@ -154,7 +154,8 @@ def param_groups(model: nn.Module, lrs: dict[str, float], default_lr: float | No
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
     if rest:
         if default_lr is None:
-            names = [s for s in trainable_stages(model) if s not in lrs and (s != "head" or "fc" not in lrs)]
+            left = {id(p) for p in rest}
+            names = [s for s in stage_names(model) if any(id(p) in left for p in _params(model, s))]
             raise ValueError(f"Trainable stages without a learning rate: {', '.join(names)}; add them or pass default_lr.")
         groups.append({"params": rest, "lr": default_lr, "name": "other"})
     return groups
