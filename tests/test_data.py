@@ -209,3 +209,24 @@ def test_missing_split_under_explicit_root_names_that_root(tmp_path):
     (tmp_path / "mycifar" / "train").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"No CIFAR-10 test/ folder in .*mycifar"):
         tl.load_cifar_split("test", root=tmp_path / "mycifar")
+
+
+def test_unpack_archive_rejects_an_archive_without_the_tree(tmp_path):
+    import tarfile
+
+    from tlhelpers.data import unpack_archive
+    (tmp_path / "src" / "photos" / "train").mkdir(parents=True)
+    (tmp_path / "src" / "photos" / "train" / "a.txt").write_text("x")
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tf:
+        tf.add(tmp_path / "src" / "photos", arcname="photos")
+    with pytest.raises(FileNotFoundError, match="has no train/ and test/ folders"):
+        unpack_archive(bad, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() and not (tmp_path / "dest.partial").exists()
+    (tmp_path / "src" / "photos" / "test").mkdir()
+    (tmp_path / "src" / "photos" / "test" / "b.txt").write_text("y")
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tf:
+        tf.add(tmp_path / "src" / "photos", arcname="photos")
+    assert (unpack_archive(good, tmp_path / "dest") / "test" / "b.txt").is_file()
+    assert not (tmp_path / "dest.partial").exists()

@@ -17,6 +17,7 @@ Where the data comes from (argument ``source`` or the environment variable
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,8 +231,14 @@ def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = 
     tmp.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tf:
         tf.extractall(tmp, filter="data")
-    root = tmp if (tmp / "train").is_dir() else next(p for p in tmp.iterdir() if (p / "train").is_dir())
-    root.rename(dest) if root != tmp else tmp.rename(dest)
+    tops = [tmp, *(p for p in tmp.iterdir() if p.is_dir())]
+    root = next((p for p in tops if (p / "train").is_dir() and (p / "test").is_dir()), None)
+    if root is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FileNotFoundError(f"{archive} has no train/ and test/ folders (at its top or one folder down): "
+                                "it is not the course's cifar10-jpg.tar.gz.")
+    root.rename(dest)
+    shutil.rmtree(tmp, ignore_errors=True)  # what is left when the tree was one folder down
     return dest
 
 
