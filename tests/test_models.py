@@ -120,3 +120,17 @@ def test_wrapped_checkpoint_with_its_own_head_loads(tmp_path):
     torch.save({"model": {f"module.{k}": v for k, v in m.state_dict().items()}, "epoch": 4}, path)
     m2, _ = tl.load_backbone(weights=str(path), verbose=False)
     assert m2.fc.out_features == 3 and torch.equal(m2.fc.weight, m.fc.weight)
+
+
+def test_offline_zero_means_downloads_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("TLHELPERS_OFFLINE", "0")
+    tried = []
+
+    def no_network(*a, **k):
+        tried.append(a)
+        raise OSError("no route to host")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(tl.WeightsUnavailable, match=r"cannot be downloaded \(OSError"):
+        tl.load_backbone("resnet18", weights="imagenet")
+    assert tried

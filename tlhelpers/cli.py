@@ -235,7 +235,7 @@ def _prefetch_weights() -> str | None:
     import torch
     import torchvision
 
-    from .models import imagenet_weights_path
+    from .models import imagenet_weights_path, offline
 
     path = imagenet_weights_path("resnet18")
     if _weights_file_ok(path):
@@ -245,7 +245,7 @@ def _prefetch_weights() -> str | None:
         print(f"ImageNet ResNet18 weights at {path} fail their checksum: downloading again")
         path.unlink()
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if os.environ.get("TLHELPERS_OFFLINE") else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
     if why is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = re.search(r"-([a-f0-9]{8,})\.", path.name).group(1)
@@ -263,6 +263,7 @@ def _prefetch_weights() -> str | None:
 def _prefetch_cifar() -> str | None:
     """Download (or verify) CIFAR-10 through torchvision, unless the JPEG folder is already complete."""
     from .data import cifar_dir
+    from .models import offline
 
     if _cifar_folder_complete(cifar_dir()):
         print(f"CIFAR-10: the JPEG folder is complete ({cifar_dir()}); nothing to download")
@@ -271,7 +272,7 @@ def _prefetch_cifar() -> str | None:
     if (root / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(root):
         print(f"CIFAR-10: present, md5 verified ({root / 'cifar-10-batches-py'})")
         return None
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if os.environ.get("TLHELPERS_OFFLINE") else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
     if why is None:
         from torchvision.datasets import CIFAR10
 

@@ -84,10 +84,15 @@ def imagenet_weights_path(name: str = "resnet18") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_imagenet_enum(name).url)
 
 
+def offline() -> bool:
+    """True when ``$TLHELPERS_OFFLINE`` is 1/true/yes: never try to download (``0`` or unset: downloads allowed)."""
+    return os.environ.get("TLHELPERS_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
 def _imagenet_state_dict(name: str) -> dict:
     w = _imagenet_enum(name)
     path = imagenet_weights_path(name)
-    if os.environ.get("TLHELPERS_OFFLINE") and not path.is_file():
+    if offline() and not path.is_file():
         raise WeightsUnavailable(_no_imagenet_msg(name, path, "offline mode ($TLHELPERS_OFFLINE is set)"))
     try:
         return w.get_state_dict(progress=True, check_hash=True)
