@@ -54,8 +54,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
 
     ``transform`` is the preprocessing that goes with the weights (applied to each batch on the
     model's device); ``augment`` runs before it on training batches only. Without ``optimizer``,
-    Adam at ``lr`` over the trainable parameters. ``amp`` uses bfloat16 autocast where the
-    hardware runs it natively (CUDA from Ampere on, CPUs with AVX512-BF16/AMX). The bar shows running loss and accuracy.
+    Adam at ``lr`` over the trainable parameters. ``scheduler.step()`` runs after every batch (a
+    per-step schedule such as OneCycleLR; scale an epoch-based one by ``len(train_loader)``).
+    ``amp`` uses bfloat16 autocast where the hardware runs it natively (CUDA from Ampere on, CPUs
+    with AVX512-BF16/AMX). The bar shows running loss and accuracy.
     """
     device = _device_of(model)
     criterion = criterion or nn.CrossEntropyLoss()
