@@ -134,3 +134,14 @@ def test_offline_zero_means_downloads_allowed(tmp_path, monkeypatch):
     with pytest.raises(tl.WeightsUnavailable, match=r"cannot be downloaded \(OSError"):
         tl.load_backbone("resnet18", weights="imagenet")
     assert tried
+
+
+def test_replace_head_is_reproducible_and_leaves_global_rng_alone():
+    a = tl.replace_head(torchvision.models.resnet18(weights=None), 3)
+    b = tl.replace_head(torchvision.models.resnet18(weights=None), 3)
+    assert torch.equal(a.fc.weight, b.fc.weight)            # seed=0: the same head every time
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    tl.replace_head(a, 4)
+    assert torch.equal(torch.rand(5), expected)              # the caller's random stream is not reset

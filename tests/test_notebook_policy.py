@@ -1,5 +1,6 @@
 """The notebooks' output policy: no committed outputs except cells marked NBVAL_CHECK_OUTPUT."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,10 @@ def test_notebook_structure(path):
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "learning goals" in md.lower() or "you will learn" in md.lower(), "no learning goals"
-    assert "<!-- budget -->" in md, "no measured runtime/RAM line"
+    budget = re.search(r"<!-- budget -->(.*?)<!-- /budget -->", md)
+    assert budget, "no runtime/RAM line"
+    assert re.search(r"\*\*Runtime\*\*.*\d.*\*\*peak RAM\*\* [\d.]+ GB", budget.group(1)), \
+        f"the runtime/RAM line is not a measurement: {budget.group(1)!r} (run tools/nbtool.py measure)"
     assert "summary" in md.lower(), "no summary"
-    if not path.name.startswith("00_"):
-        assert md.lower().count("exercise") >= 2, "fewer than 2 exercises"
-        assert "check_" in code, "no self-check function calls"
+    assert len(re.findall(r"^#+ Exercise \d", md, flags=re.M)) >= 2, "fewer than 2 exercises"
+    assert len(re.findall(r"\bcheck_\w+\(", code)) >= 2, "fewer than 2 self-check calls"

@@ -102,5 +102,9 @@ def test_exercise_checks(capsys):
     results = {"a": {FE: 0.8, PFT: 0.82, FFT: 0.83}, "b": {FE: 0.5, PFT: 0.7, FFT: 0.6}}
     assert check_biggest_gain(results, "b") and not check_biggest_gain(results, "a")
     assert not check_biggest_gain(results, "c") and not check_biggest_gain(None, "a")
+    results = {"a": {FE: 0.5, PFT: 0.7, FFT: 0.9}, "b": {FE: 0.7, PFT: 0.8, FFT: 0.8}}
+    assert check_biggest_gain(results, "a") and not check_biggest_gain(results, "b")
+    assert check_biggest_gain(results, "b", better=PFT, than=FFT)   # partial came closest to full on "b"
+    assert not check_biggest_gain(results, "a", better=PFT, than=FFT)
     out = capsys.readouterr().out
     assert "ZeroDivisionError" in out and "✅" in out

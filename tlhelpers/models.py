@@ -163,9 +163,10 @@ def replace_head(model: nn.Module, num_classes: int, seed: int | None = 0) -> nn
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     path, old = head_of(model)
-    if seed is not None:
-        torch.manual_seed(seed)
-    new = nn.Linear(old.in_features, num_classes)
+    with torch.random.fork_rng(devices=[]):   # a reproducible head without resetting the caller's random state
+        if seed is not None:
+            torch.manual_seed(seed)
+        new = nn.Linear(old.in_features, num_classes)
     parent = model
     *parents, last = path.split(".")
     for p in parents:

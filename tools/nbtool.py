@@ -6,8 +6,10 @@ Policy: notebooks are committed without outputs, except code cells whose source 
     python tools/nbtool.py refresh [NB ...]   execute in quick mode, keep only the checked cells' outputs
     python tools/nbtool.py strip   [NB ...]   drop every output except the checked cells' (no execution)
     python tools/nbtool.py header  [NB ...]   (re)write the Binder/Colab badges in the first cell
-    python tools/nbtool.py measure [NB ...]   run in full mode, record wall time and peak RAM of the kernel
-                                              in docs/notebook_budgets.json and in each notebook's header
+    python tools/nbtool.py measure [--weights course|imagenet] [NB ...]
+                                              run in full mode with those weights (default: course), record
+                                              wall time and peak RAM of the kernel in docs/notebook_budgets.json
+                                              and in each notebook's header
 """
 from __future__ import annotations
 
@@ -139,31 +141,53 @@ def cmd_header(paths):
         print(f"{p.name}: badges written")
 
 
-def cmd_measure(paths):
+WEIGHTS_LABEL = {"course": "the course backbone (64 px)", "imagenet": "ImageNet weights (224 px)"}
+
+
+def budget_line(entries: dict) -> str:
+    """The header line from the measurements of one notebook, the course backbone first."""
+    cpu = next(iter(entries.values()))["cpus"]
+    parts = [f"about {max(1, round(e['seconds_full_mode'] / 60))} min with {WEIGHTS_LABEL[w]}; **peak RAM** "
+             f"{e['peak_ram_gb']:.1f} GB" for w, e in sorted(entries.items(), key=lambda kv: kv[0] != "course")]
+    return (f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): "
+            + ". ".join(parts) + ".<!-- /budget -->")
+
+
+def cmd_measure(paths, weights: str = "course"):
+    """Run each notebook in full mode with TLHELPERS_WEIGHTS=weights; record time and peak RAM."""
     out = ROOT / "docs" / "notebook_budgets.json"
     data = json.loads(out.read_text()) if out.exists() else {}
-    cpu = os.cpu_count()
-    for p in paths:
-        _, sec, gb = execute(p, quick=False)
-        data[p.name] = {"seconds_full_mode": round(sec, 1), "peak_ram_gb": round(gb, 2), "cpus": cpu,
-                        "measured": time.strftime("%Y-%m-%d")}
-        nb = nbformat.read(p, as_version=4)
-        text = (f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): about "
-                f"{max(1, round(sec / 60))} min; **peak RAM** {gb:.1f} GB.<!-- /budget -->")
-        for cell in nb.cells[:3]:
-            if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
-                cell.source = BUDGET_RE.sub(text, cell.source)
-                break
+    old = os.environ.get("TLHELPERS_WEIGHTS")
+    os.environ["TLHELPERS_WEIGHTS"] = weights
+    try:
+        for p in paths:
+            _, sec, gb = execute(p, quick=False)
+            data.setdefault(p.name, {})[weights] = {"seconds_full_mode": round(sec, 1), "peak_ram_gb": round(gb, 2),
+                                                    "cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d")}
+            nb = nbformat.read(p, as_version=4)
+            for cell in nb.cells[:3]:
+                if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
+                    cell.source = BUDGET_RE.sub(lambda m: budget_line(data[p.name]), cell.source)
+                    break
+            else:
+                print(f"{p.name}: no <!-- budget --> marker in the first cells", file=sys.stderr)
+            nbformat.write(nb, p)
+            print(f"{p.name} ({weights}): {sec:.0f}s, peak RAM {gb:.2f} GB")
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    finally:
+        if old is None:
+            os.environ.pop("TLHELPERS_WEIGHTS", None)
         else:
-            print(f"{p.name}: no <!-- budget --> marker in the first cells", file=sys.stderr)
-        nbformat.write(nb, p)
-        print(f"{p.name}: {sec:.0f}s, peak RAM {gb:.2f} GB")
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            os.environ["TLHELPERS_WEIGHTS"] = old
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ("refresh", "strip", "header", "measure"):
         print(__doc__)
         sys.exit(2)
-    {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure}[sys.argv[1]](notebooks(sys.argv[2:]))
+    args = sys.argv[2:]
+    if sys.argv[1] == "measure" and args[:1] == ["--weights"]:
+        cmd_measure(notebooks(args[2:]), weights=args[1])
+    else:
+        {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure}[sys.argv[1]](notebooks(args))

@@ -53,18 +53,19 @@ def check_flowchart(fn: Callable[[int, str, str], str]) -> bool:
     return report(True, "your function agrees with the flowchart on all 32 test inputs, boundaries included.", "")
 
 
-def check_biggest_gain(results: dict, answer) -> bool:
-    """Exercise 3: the target set (a key of ``results``) where full fine-tuning gained most over feature extraction.
+def check_biggest_gain(results: dict, answer, better: str = "full fine-tuning",
+                       than: str = "feature extraction") -> bool:
+    """Exercise 3: the target set (a key of ``results``) where strategy ``better`` gained most over ``than``.
 
     ``results[key][strategy]`` is the measured test accuracy; the right answer is computed from them.
     """
     try:
-        gains = {k: v["full fine-tuning"] - v["feature extraction"] for k, v in results.items()}
+        gains = {k: v[better] - v[than] for k, v in results.items()}
     except (AttributeError, KeyError, TypeError):
         return report(False, "", "pass the notebook's `results` dict as the first argument.")
     best = max(gains, key=gains.get)
     if answer not in gains:
         return report(False, "", f"answer with one of the keys of results: {', '.join(map(repr, gains))}.")
     ranked = ", ".join(f"{k!r}: {g * 100:+.1f} points" for k, g in sorted(gains.items(), key=lambda kv: -kv[1]))
-    return report(answer == best, f"full fine-tuning gained most on {best!r} ({ranked}).",
-                  "compute full fine-tuning minus feature extraction for each row of the table.")
+    return report(answer == best, f"{better} did best against {than} on {best!r} ({better} minus {than}: {ranked}).",
+                  f"compute {better} minus {than} for each row of the table, and take the largest.")
