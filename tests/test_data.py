@@ -230,3 +230,22 @@ def test_unpack_archive_rejects_an_archive_without_the_tree(tmp_path):
         tf.add(tmp_path / "src" / "photos", arcname="photos")
     assert (unpack_archive(good, tmp_path / "dest") / "test" / "b.txt").is_file()
     assert not (tmp_path / "dest.partial").exists()
+
+
+def test_safe_extract_refuses_members_outside_the_folder(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from tlhelpers.data import safe_extract
+
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tf:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    for has_filter in (True, False):   # tarfile's own "data" filter, and the check for older Pythons
+        if not has_filter:
+            monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        with tarfile.open(bad) as tf, pytest.raises((ValueError, tarfile.TarError)):
+            safe_extract(tf, tmp_path / "out")
+        assert not (tmp_path / "escape.txt").exists()

@@ -379,6 +379,8 @@ def bundle_export(path: Path) -> int:
 
 
 def bundle_import(path: Path) -> int:
+    from .data import safe_extract
+
     if not path.is_file():
         return _fail(f"bundle not found: {path}")
     targets = _bundle_sources()
@@ -387,7 +389,7 @@ def bundle_import(path: Path) -> int:
     try:
         with tempfile.TemporaryDirectory(dir=staging_parent, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
             tmp = Path(tmpdir)
-            tf.extractall(tmp, filter="data")
+            safe_extract(tf, tmp)
             try:
                 meta = json.loads((tmp / "MANIFEST.json").read_text())
                 assert meta["format"] == BUNDLE_FORMAT

@@ -220,6 +220,19 @@ def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = N
     return ImageTensors(images, torch.as_tensor(lab, dtype=torch.long), [names[i] for i in ids], sel)
 
 
+def safe_extract(tf: tarfile.TarFile, dest: Path) -> None:
+    """Extract ``tf`` into ``dest``, refusing members that would land outside it (absolute paths, '..',
+    links, devices). Uses tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+)."""
+    if hasattr(tarfile, "data_filter"):
+        tf.extractall(dest, filter="data")
+        return
+    for m in tf.getmembers():
+        parts = Path(m.name).parts
+        if Path(m.name).is_absolute() or ".." in parts or not (m.isfile() or m.isdir()):
+            raise ValueError(f"refusing to unpack {m.name!r} from the archive: it is not a plain file inside it")
+    tf.extractall(dest)
+
+
 def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
     """Unpack ``cifar10-jpg.tar.gz`` (train/ and test/ at its top) into ``dest`` (default :func:`cifar_dir`)."""
     archive, dest = Path(archive).expanduser(), Path(dest or cifar_dir()).expanduser()
@@ -230,7 +243,7 @@ def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = 
     tmp = dest.with_name(dest.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tf:
-        tf.extractall(tmp, filter="data")
+        safe_extract(tf, tmp)
     tops = [tmp, *(p for p in tmp.iterdir() if p.is_dir())]
     root = next((p for p in tops if (p / "train").is_dir() and (p / "test").is_dir()), None)
     if root is None:

@@ -115,7 +115,7 @@ def predict(model: nn.Module, loader: DataLoader, transform: Transform | None = 
         with autocast(device, enabled=amp):
             out = model(_prepare(x, device, transform))
         logits.append(out.float().cpu())
-        labels.append(torch.as_tensor(y))
+        labels.append(torch.as_tensor(y).cpu())
     return torch.cat(logits), torch.cat(labels)
 
 
