@@ -144,6 +144,19 @@ def cmd_header(paths):
 WEIGHTS_LABEL = {"course": "the course backbone (64 px)", "imagenet": "ImageNet weights (224 px)"}
 
 
+def genuine_imagenet_file() -> bool:
+    """True if the cached ResNet18 ImageNet file is torchvision's own (its sha256 starts with the name's hash)."""
+    import hashlib
+
+    from tlhelpers.models import imagenet_weights_path
+
+    path = imagenet_weights_path("resnet18")
+    if not path.is_file():
+        return False
+    prefix = path.stem.rsplit("-", 1)[-1]
+    return hashlib.sha256(path.read_bytes()).hexdigest().startswith(prefix)
+
+
 def budget_line(entries: dict) -> str:
     """The header line from the measurements of one notebook, the course backbone first."""
     cpu = next(iter(entries.values()))["cpus"]
@@ -164,6 +177,9 @@ def cmd_measure(paths, weights: str = "course"):
             _, sec, gb = execute(p, quick=False)
             data.setdefault(p.name, {})[weights] = {"seconds_full_mode": round(sec, 1), "peak_ram_gb": round(gb, 2),
                                                     "cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d")}
+            if weights == "imagenet" and not genuine_imagenet_file():
+                data[p.name][weights]["note"] = ("timed with a stand-in weights file of the same shapes (no network "
+                                                 "here): the runtime and memory are real, the accuracies were not")
             nb = nbformat.read(p, as_version=4)
             for cell in nb.cells[:3]:
                 if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
