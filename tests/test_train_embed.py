@@ -98,3 +98,41 @@ def test_course_backbone_beats_random_init(cifar_root):
         accs[w] = hist[-1]["val_acc"]
     print(accs)
     assert accs["course"] >= accs["random"] + 0.05, accs  # measured: +7.8 points (64.8% vs 57.0%)
+
+
+@pytest.mark.slow
+def test_course_backbone_layer3_grid_features_beat_random_init(cifar_root):
+    """Issue 3's +10 target, with the features benchmarks/probe_levers.py found best: layer3 on a 2x2 grid.
+
+    Logistic regression with a fixed C (the value cross-validation picked there), 1,000 training and all
+    2,000 cat/dog test images. The benchmark measured 72.8% vs 62.2% (mean of three random inits), +10.6
+    points; against one random init the margin varies by about a point, so this asserts +8.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = tl.load_cifar_split("train", ("cat", "dog"), n=1000, seed=0, source="folder")
+    test = tl.load_cifar_split("test", ("cat", "dog"), source="folder")
+    accs = {}
+    for w in ("course", "random"):
+        torch.manual_seed(0)
+        model, pre = tl.load_backbone(weights=w, num_classes=8 if w == "random" else None, verbose=False)
+        ftr, fte = (tl.stage_features(model, d, pre, stages=("layer3",), grid=2)["layer3"] for d in (train, test))
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.003, max_iter=3000))
+        accs[w] = clf.fit(ftr.numpy(), train.labels.numpy()).score(fte.numpy(), test.labels.numpy())
+    print(accs)
+    assert accs["course"] >= accs["random"] + 0.08, accs
+
+
+def test_default_batch_size_follows_the_input_size():
+    from torchvision.transforms._presets import ImageClassification
+
+    from tlhelpers.embed import BatchPreprocess, default_batch_size
+
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    assert default_batch_size(None) == 256
+    assert default_batch_size(ImageClassification(crop_size=64, resize_size=64)) == 256
+    assert default_batch_size(ImageClassification(crop_size=224)) == 32     # ImageNet's preset: crop_size [224]
+    assert default_batch_size(BatchPreprocess(224, mean, std)) == 32        # an int crop_size
+    assert default_batch_size(lambda x: x) == 256

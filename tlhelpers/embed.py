@@ -88,9 +88,16 @@ def fast_preprocess(transform: Callable) -> Callable:
                            modes[transform.interpolation], bool(transform.antialias))
 
 
+def default_batch_size(transform: Callable | None) -> int:
+    """Images per forward batch: 256 for small inputs (up to 96 px, e.g. the course backbone's 64 px), 32 for
+    larger ones such as ImageNet's 224 px, where a batch of 256 would hold gigabytes of activations."""
+    size = getattr(transform, "crop_size", None) or 64   # torchvision presets: [224]; BatchPreprocess: 224
+    return 256 if (size[0] if isinstance(size, (list, tuple)) else size) <= 96 else 32
+
+
 @torch.inference_mode()
 def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform: Callable | None = None,
-          batch_size: int = 256, amp: bool = True, progress: bool = False,
+          batch_size: int | None = None, amp: bool = True, progress: bool = False,
           fold_bn: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
 
@@ -99,8 +106,9 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
     (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
     cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
     ``fold_bn=True`` runs a copy with BatchNorm folded into the convolutions (:func:`fold_batchnorm`):
-    faster on CPU, same features up to rounding.
+    faster on CPU, same features up to rounding. ``batch_size`` defaults to :func:`default_batch_size`.
     """
+    batch_size = batch_size or default_batch_size(transform)
     device = _device_of(model)
     runner = fold_batchnorm(model) if fold_bn else model
     _, head = head_of(runner)
@@ -160,13 +168,19 @@ def nearest_neighbors(query: torch.Tensor | np.ndarray, embeddings: torch.Tensor
 
 @torch.inference_mode()
 def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transform: Callable | None = None,
-                   stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"), batch_size: int = 256,
-                   amp: bool = True) -> dict[str, torch.Tensor]:
-    """Global-average-pooled output of each ResNet stage: ``{stage: N x C}`` (for per-stage linear probes)."""
+                   stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"), batch_size: int | None = None,
+                   amp: bool = True, grid: int = 1) -> dict[str, torch.Tensor]:
+    """Average-pooled output of each ResNet stage: ``{stage: N x C}`` (for per-stage linear probes).
+
+    ``grid=1`` averages each map over the whole image; ``grid=g`` averages over a g x g grid of regions
+    and keeps them side by side (``N x C*g*g``), so the features still say *where* a pattern was.
+    """
+    batch_size = batch_size or default_batch_size(transform)
     device = _device_of(model)
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
     hooks = [model.get_submodule(s).register_forward_hook(
-        lambda m, i, o, s=s: feats[s].append(o.float().mean((2, 3)).cpu())) for s in stages]
+        lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu()))
+        for s in stages]
     images = data.images if isinstance(data, ImageTensors) else data
     was_training = model.training
     model.eval()

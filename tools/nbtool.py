@@ -10,6 +10,7 @@ Policy: notebooks are committed without outputs, except code cells whose source 
                                               run in full mode with those weights (default: course), record
                                               wall time and peak RAM of the kernel in docs/notebook_budgets.json
                                               and in each notebook's header
+    python tools/nbtool.py budgets [NB ...]   rewrite the header budget lines from docs/notebook_budgets.json
 """
 from __future__ import annotations
 
@@ -160,10 +161,31 @@ def genuine_imagenet_file() -> bool:
 def budget_line(entries: dict) -> str:
     """The header line from the measurements of one notebook, the course backbone first."""
     cpu = next(iter(entries.values()))["cpus"]
-    parts = [f"about {max(1, round(e['seconds_full_mode'] / 60))} min with {WEIGHTS_LABEL[w]}; **peak RAM** "
-             f"{e['peak_ram_gb']:.1f} GB" for w, e in sorted(entries.items(), key=lambda kv: kv[0] != "course")]
+    parts = [f"about {max(1, round(e['seconds_full_mode'] / 60))} min, **peak RAM** {e['peak_ram_gb']:.1f} GB with "
+             f"{WEIGHTS_LABEL[w]}" for w, e in sorted(entries.items(), key=lambda kv: kv[0] != "course")]
     return (f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): "
-            + ". ".join(parts) + ".<!-- /budget -->")
+            + "; ".join(parts) + ".<!-- /budget -->")
+
+
+def write_budget(p: Path, entries: dict) -> None:
+    """Put the budget line of ``entries`` into notebook ``p``'s header cell."""
+    nb = nbformat.read(p, as_version=4)
+    for cell in nb.cells[:3]:
+        if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
+            cell.source = BUDGET_RE.sub(lambda m: budget_line(entries), cell.source)
+            break
+    else:
+        print(f"{p.name}: no <!-- budget --> marker in the first cells", file=sys.stderr)
+    nbformat.write(nb, p)
+
+
+def cmd_budgets(paths):
+    """Rewrite the budget lines from docs/notebook_budgets.json (no execution)."""
+    data = json.loads((ROOT / "docs" / "notebook_budgets.json").read_text())
+    for p in paths:
+        if p.name in data:
+            write_budget(p, data[p.name])
+            print(f"{p.name}: {budget_line(data[p.name])}")
 
 
 def cmd_measure(paths, weights: str = "course"):
@@ -180,14 +202,7 @@ def cmd_measure(paths, weights: str = "course"):
             if weights == "imagenet" and not genuine_imagenet_file():
                 data[p.name][weights]["note"] = ("timed with a stand-in weights file of the same shapes (no network "
                                                  "here): the runtime and memory are real, the accuracies were not")
-            nb = nbformat.read(p, as_version=4)
-            for cell in nb.cells[:3]:
-                if cell.cell_type == "markdown" and BUDGET_RE.search(cell.source):
-                    cell.source = BUDGET_RE.sub(lambda m: budget_line(data[p.name]), cell.source)
-                    break
-            else:
-                print(f"{p.name}: no <!-- budget --> marker in the first cells", file=sys.stderr)
-            nbformat.write(nb, p)
+            write_budget(p, data[p.name])
             print(f"{p.name} ({weights}): {sec:.0f}s, peak RAM {gb:.2f} GB")
             out.parent.mkdir(exist_ok=True)
             out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -199,11 +214,12 @@ def cmd_measure(paths, weights: str = "course"):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("refresh", "strip", "header", "measure"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("refresh", "strip", "header", "measure", "budgets"):
         print(__doc__)
         sys.exit(2)
     args = sys.argv[2:]
     if sys.argv[1] == "measure" and args[:1] == ["--weights"]:
         cmd_measure(notebooks(args[2:]), weights=args[1])
     else:
-        {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure}[sys.argv[1]](notebooks(args))
+        {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure,
+         "budgets": cmd_budgets}[sys.argv[1]](notebooks(args))
