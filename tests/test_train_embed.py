@@ -133,6 +133,8 @@ def test_default_batch_size_follows_the_input_size():
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     assert default_batch_size(None) == 256
     assert default_batch_size(ImageClassification(crop_size=64, resize_size=64)) == 256
-    assert default_batch_size(ImageClassification(crop_size=224)) == 32     # ImageNet's preset: crop_size [224]
-    assert default_batch_size(BatchPreprocess(224, mean, std)) == 32        # an int crop_size
+    assert default_batch_size(ImageClassification(crop_size=224)) == 16     # ImageNet's preset: crop_size [224]
+    assert default_batch_size(BatchPreprocess(224, mean, std)) == 16        # an int crop_size
     assert default_batch_size(lambda x: x) == 256
+    assert default_batch_size(None, torch.zeros(2, 3, 224, 224)) == 16   # an already preprocessed batch
+    assert default_batch_size(None, torch.zeros(2, 3, 32, 32, dtype=torch.uint8)) == 256

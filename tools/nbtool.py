@@ -75,7 +75,7 @@ def clean(nb) -> None:
 
 
 def execute(path: Path, quick: bool, timeout: int = 900) -> tuple[object, float, float]:
-    """Run a notebook; return (notebook, seconds, peak RSS in GB of the kernel and its children)."""
+    """Run a notebook; return (notebook, seconds, peak memory in GB: summed PSS of the kernel and its children)."""
     import psutil
     from nbclient import NotebookClient
 
@@ -92,7 +92,9 @@ def execute(path: Path, quick: bool, timeout: int = 900) -> tuple[object, float,
                 pid = client.km.provisioner.process.pid if client.km and client.km.provisioner else None
                 if pid:
                     p = psutil.Process(pid)
-                    rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+                    # PSS, not RSS: forked DataLoader workers share the kernel's pages, and summing their RSS
+                    # would count those pages twice (a cgroup limit such as Binder's counts them once)
+                    rss = sum(q.memory_full_info().pss for q in [p, *p.children(recursive=True)])
                     peak[0] = max(peak[0], rss)
             except Exception:
                 pass
