@@ -115,3 +115,23 @@ def test_viz_is_an_attribute_of_the_package():
 
     assert callable(tl.viz.show_images) and callable(tl.viz.plot_embeddings)
     assert tl.exercises.nb05.check_cosine is nb05.check_cosine
+
+
+def test_plot_embeddings_few_points_and_show_neighbors_edge_cases():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+    from tlhelpers import viz
+
+    x = np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)
+    pts = viz.plot_embeddings(x, [0, 1, 0, 1], classes=["cat", "dog"])      # t-SNE needs perplexity < n
+    assert pts.shape == (4, 2)
+    with pytest.raises(ValueError, match="at least 3 points, got 2"):
+        viz.plot_embeddings(x[:2], [0, 1])
+    imgs = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    fig = viz.show_neighbors(imgs[0], imgs, [], [])                          # k = 0: the query alone
+    assert len(fig.axes) == 1
+    fig = viz.show_neighbors(imgs[0], imgs, [1, 2], [0.9, 0.8], labels=[0, 1, 0, 1, 0], classes=["cat", "dog"])
+    assert [a.get_title() for a in fig.axes[1:]] == ["dog\ncos 0.90", "cat\ncos 0.80"]
+    plt.close("all")

@@ -86,12 +86,17 @@ def test_random_is_announced(capsys):
     assert "randomly initialised (no pretraining)" in capsys.readouterr().out
 
 
-def test_checkpoint_file_round_trip_and_wrong_architecture(tmp_path):
+def test_checkpoint_file_round_trip_and_wrong_architecture(tmp_path, capsys):
     m, _ = tl.load_backbone(weights="course", num_classes=2, verbose=False)
     good = tmp_path / "mine.pt"
     torch.save(m.state_dict(), good)
-    m2, _ = tl.load_backbone(weights=str(good), verbose=False)
+    m2, pre = tl.load_backbone(weights=str(good))
     assert torch.equal(m2.fc.weight, m.fc.weight) and m2.fc.out_features == 2
+    assert "no mine.json beside it, so ImageNet preprocessing (224 px) is assumed" in capsys.readouterr().out
+    assert list(pre.crop_size) == [224]
+    (tmp_path / "mine.json").write_text('{"preprocessing": {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}')
+    _, pre = tl.load_backbone(weights=str(good))
+    assert "preprocessing from mine.json" in capsys.readouterr().out and list(pre.crop_size) == [64]
 
     wrong = tmp_path / "resnet34.pt"
     torch.save(torchvision.models.resnet34().state_dict(), wrong)

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-__all__ = ["get_device", "loader_kwargs", "to_device", "fast_cpu_autocast", "autocast"]
+__all__ = ["get_device", "loader_kwargs", "model_device", "fast_cpu_autocast", "autocast"]
 
 
 def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
@@ -60,9 +60,10 @@ def loader_kwargs(device: torch.device | str = "cpu", num_workers: int | None = 
     return kw
 
 
-def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Copy to ``device``; non-blocking where the source is pinned memory."""
-    return x.to(device, non_blocking=True)
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def fast_cpu_autocast() -> bool:

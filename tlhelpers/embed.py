@@ -11,15 +11,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageTensors, decode_files, make_loader
-from .device import autocast
+from .device import autocast, model_device
 from .models import head_of
 
 __all__ = ["BatchPreprocess", "embed", "extract_embedding", "fast_preprocess", "fold_batchnorm", "nearest_neighbors",
            "stage_features"]
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -116,7 +112,7 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
     faster on CPU, same features up to rounding. ``batch_size`` defaults to :func:`default_batch_size`.
     """
     batch_size = batch_size or default_batch_size(transform, data)
-    device = _device_of(model)
+    device = model_device(model)
     runner = fold_batchnorm(model) if fold_bn else model
     _, head = head_of(runner)
     captured: list[torch.Tensor] = []
@@ -183,7 +179,7 @@ def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transfor
     and keeps them side by side (``N x C*g*g``), so the features still say *where* a pattern was.
     """
     batch_size = batch_size or default_batch_size(transform, data)
-    device = _device_of(model)
+    device = model_device(model)
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
     hooks = [model.get_submodule(s).register_forward_hook(
         lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu()))

@@ -231,9 +231,11 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
             p = json.loads(meta.read_text())["preprocessing"]
             preprocess = ImageClassification(crop_size=p["size"], resize_size=p.get("resize_size", p["size"]),
                                              mean=p["mean"], std=p["std"])
+            how = f"preprocessing from {meta.name}"
         else:
             preprocess = _imagenet_enum(name).transforms()
-        _announce(f"Weights: {name} from checkpoint {path}.", verbose)
+            how = f"no {meta.name} beside it, so ImageNet preprocessing (224 px) is assumed"
+        _announce(f"Weights: {name} from checkpoint {path} ({how}).", verbose)
     if num_classes is not None:
         replace_head(model, num_classes)
     return model, preprocess

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .device import autocast
+from .device import autocast, model_device
 
 __all__ = ["set_seed", "fit", "evaluate", "predict", "fit_head", "quick_mode"]
 
@@ -30,11 +30,6 @@ def set_seed(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _prepare(x: torch.Tensor, device: torch.device, transform: Transform | None) -> torch.Tensor:
@@ -59,7 +54,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     ``amp`` uses bfloat16 autocast where the hardware runs it natively (CUDA from Ampere on, CPUs
     with AVX512-BF16/AMX). The bar shows running loss and accuracy.
     """
-    device = _device_of(model)
+    device = model_device(model)
     criterion = criterion or nn.CrossEntropyLoss()
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -108,7 +103,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
 def predict(model: nn.Module, loader: DataLoader, transform: Transform | None = None,
             amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits for every batch of ``loader`` and the true labels: (N x K float32, N)."""
-    device = _device_of(model)
+    device = model_device(model)
     model.eval()
     logits, labels = [], []
     for x, y in loader:

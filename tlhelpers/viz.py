@@ -91,9 +91,11 @@ def plot_embeddings(embeddings, labels, classes: Sequence[str] | None = None, me
                     title: str | None = None, ax=None):
     """2-D scatter of embeddings coloured by class (t-SNE from scikit-learn, or PCA). Returns the 2-D points."""
     x = np.asarray(embeddings, dtype=np.float32)
+    if len(x) < 3:
+        raise ValueError(f"plot_embeddings needs at least 3 points, got {len(x)}.")
     if method == "tsne":
         from sklearn.manifold import TSNE
-        pts = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30, max(5, len(x) // 4))).fit_transform(x)
+        pts = TSNE(n_components=2, random_state=seed, init="pca", perplexity=float(min(30, max(5, len(x) // 4), len(x) - 1))).fit_transform(x)
     elif method == "pca":
         from sklearn.decomposition import PCA
         pts = PCA(n_components=2, random_state=seed).fit_transform(x)
@@ -150,7 +152,8 @@ def show_neighbors(query_image: torch.Tensor, images: torch.Tensor, indices: Seq
                    labels=None, classes: Sequence[str] | None = None, query_label=None):
     """A query image followed by its nearest neighbours with their cosine similarity."""
     k = len(indices)
-    fig, axes = plt.subplots(1, k + 1, figsize=(1.6 * (k + 1), 2))
+    fig, axes = plt.subplots(1, k + 1, figsize=(1.6 * (k + 1), 2), squeeze=False)
+    axes = axes[0]
     name = (lambda i: classes[int(i)]) if classes is not None else (lambda i: str(int(i)))
     axes[0].imshow(_hwc(query_image))
     axes[0].set_title("query" + (f"\n{name(query_label)}" if query_label is not None else ""), fontsize=8)
