@@ -89,7 +89,8 @@ class ImageTensors(Dataset):
 # ---------------------------------------------------------------- class selection (labels only)
 
 def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> list[int]:
-    """Map class names (or indices) to indices in ``available``, with one clear error for bad input."""
+    """Map class names (any case, if that is unambiguous) or indices to indices in ``available``,
+    with one clear error for bad input."""
     if isinstance(classes, str):
         classes = [classes]
     classes = list(classes)
@@ -101,6 +102,8 @@ def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> 
             out.append(int(c))
         elif c in available:
             out.append(list(available).index(c))
+        elif isinstance(c, str) and [a.lower() for a in available].count(c.lower()) == 1:   # "Cat" -> "cat"
+            out.append([a.lower() for a in available].index(c.lower()))
         else:
             raise ValueError(f"Unknown class {c!r}. Valid classes: {', '.join(available)}.")
     if len(set(out)) != len(out):
@@ -109,27 +112,30 @@ def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> 
 
 
 def balanced_indices(targets: np.ndarray, class_ids: Sequence[int], n_total: int | None, seed: int = 0,
-                     split: str = "", names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     split: str = "", names: Sequence[str] | None = None,
+                     where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n_total // K`` indices per class (all if ``None``) with a fixed seed, from labels alone.
 
     Returns (indices into ``targets``, new labels 0..K-1 in the order of ``class_ids``).
-    ``names`` (the name of each class id) makes error messages name the class; a class without
+    ``names`` (the name of each class id) and ``where`` (e.g. " in /data/pets") make error messages
+    name the class and its folder; a class without
     any image is an error either way (it would be a class the model can never learn).
     """
     targets = np.asarray(targets)
     k = len(class_ids)
+    what = f"{split} images" if split else "images"
     if n_total is not None and n_total < k:
-        raise ValueError(f"Asked for {n_total} {split} images but there are {k} classes: need at least one per class.")
+        raise ValueError(f"Asked for {n_total} {what} but there are {k} classes: need at least one per class.")
     rng = np.random.default_rng(seed)
     idx, lab = [], []
     for new, old in enumerate(class_ids):
         members = np.flatnonzero(targets == old)
-        cls = f"class {names[old]!r}" if names is not None else f"class #{old}"
+        cls = (f"class {names[old]!r}" if names is not None else f"class #{old}") + where
         if len(members) == 0:
-            raise ValueError(f"{cls} has no {split} images: add images to it, or leave it out with classes=[...].")
+            raise ValueError(f"{cls} has no {what}: add images to it, or leave it out with classes=[...].")
         per = len(members) if n_total is None else n_total // k
         if per > len(members):
-            raise ValueError(f"Asked for {per} {split} images per class but {cls} has only {len(members)}.")
+            raise ValueError(f"Asked for {per} {what} per class but {cls} has only {len(members)}.")
         idx.append(np.sort(rng.permutation(members)[:per]))
         lab.append(np.full(per, new))
     idx, lab = np.concatenate(idx), np.concatenate(lab)
@@ -214,7 +220,7 @@ def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = N
     """
     names, files, targets = scan_image_folder(path)
     ids = _resolve_classes(classes if classes is not None else names, names)
-    idx, lab = balanced_indices(targets, ids, n, seed, split=Path(path).name, names=names)
+    idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {Path(path).expanduser()}")
     sel = [files[i] for i in idx]
     images = decode_files(sel, image_size)
     return ImageTensors(images, torch.as_tensor(lab, dtype=torch.long), [names[i] for i in ids], sel)
