@@ -123,6 +123,21 @@ def test_folder_without_class_folders(tmp_path):
         scan_image_folder(tmp_path)
 
 
+def test_nested_folders_hidden_and_other_files(tmp_path):
+    """As torchvision's ImageFolder: images in sub-folders of a class count; hidden and non-image files don't."""
+    _write_jpeg(tmp_path / "cat" / "a.jpg")
+    _write_jpeg(tmp_path / "cat" / "batch2" / "b.JPG")
+    _write_jpeg(tmp_path / "cat" / ".ipynb_checkpoints" / "c.jpg")
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"\0")
+    _write_jpeg(tmp_path / "dog" / "x" / "y" / "d.png")
+    _write_jpeg(tmp_path / ".hidden_class" / "e.jpg")
+    classes, files, targets = scan_image_folder(tmp_path)
+    assert classes == ["cat", "dog"]
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == ["cat/a.jpg", "cat/batch2/b.JPG", "dog/x/y/d.png"]
+    assert targets.tolist() == [0, 0, 1]
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     _write_jpeg(tmp_path / "a" / "fine.jpg")
     _write_jpeg(tmp_path / "b" / "fine.jpg")

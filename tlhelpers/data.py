@@ -153,16 +153,25 @@ def remap_labels(labels: torch.Tensor, class_ids: Sequence[int]) -> torch.Tensor
 # ---------------------------------------------------------------- ImageFolder trees
 
 def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
-    """List an ImageFolder tree without opening any image: (class names, file paths, targets)."""
+    """List an ImageFolder tree without opening any image: (class names, file paths, targets).
+
+    As torchvision's ``ImageFolder``: each sub-folder of ``path`` is a class and every image file
+    anywhere below it (sub-folders included) belongs to that class; hidden files and folders
+    (``.DS_Store``, ``.ipynb_checkpoints``) and files with other extensions are skipped.
+    """
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"Image folder not found: {path}")
     classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
     files, targets = [], []
     for ci, c in enumerate(classes):
-        names = sorted(n for n in os.listdir(path / c) if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith("."))
-        files += [str(path / c / n) for n in names]
-        targets += [ci] * len(names)
+        found = []
+        for root, dirs, names in os.walk(path / c, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [os.path.join(root, n) for n in sorted(names)
+                      if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")]
+        files += found
+        targets += [ci] * len(found)
     if not classes or not files:
         raise FileNotFoundError(
             f"No class folders with images in {path}: expected {path}/<class_name>/<image>.jpg "
