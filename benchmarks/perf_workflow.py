@@ -14,7 +14,8 @@ What it runs, each workflow in its own subprocess (so per-process peak RSS is it
 * **course**: the same 1,000 / 200 images (the anchor's *first* cat/dog indices in batch order, found from
   the labels alone), the same weights, 224 px with ImageNet mean/std, batch 32, Adam 1e-3, one epoch,
   through ``tlhelpers``: decode only the selected JPEGs, batched tensor preprocessing, ``tl.embed`` (frozen
-  backbone run once: inference_mode, channels_last, bf16 autocast where the CPU has native bf16) and
+  backbone run once: inference_mode, channels_last, BatchNorm folded into the convolutions, bf16 autocast
+  where the CPU has native bf16) and
   ``tl.fit_head`` on the cached features.
 * **ablation**: what each technique buys (forward-pass ladder, transforms, caching, bf16 vs fp32 accuracy).
 * **scaling**: time vs number of training images for both approaches (plot).
@@ -204,6 +205,7 @@ def worker_prepare(a: argparse.Namespace) -> dict:
 
     info = course_backbone_info()
     return {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                        "tlhelpers": str(Path(tl.__file__).parent),
                         "bf16_autocast": bool(tl.device.fast_cpu_autocast())},
             "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
             "bench_cache": str(bench_cache()), "jpeg_root": str(a.jpeg_root or cifar_dir()),
@@ -478,6 +480,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     criterion, opt = nn.CrossEntropyLoss(), torch.optim.Adam(plain.fc.parameters(), lr=1e-3)
     cl_weights = copy.deepcopy(model).to(memory_format=torch.channels_last)
     folded = fold_batchnorm(model)
+    folded16 = fold_batchnorm(model, torch.bfloat16)  # what tl.embed runs under bf16 autocast
     bf16_ok = tl.device.fast_cpu_autocast()
     im = torch.inference_mode
     eb = a.embed_batch
@@ -490,16 +493,19 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     if bf16_ok:
         configs += [("bf16 autocast alone (contiguous, BN not folded), batch 32", forward(model, im, True), batches(32)),
                     ("channels_last + bf16 autocast, batch 32", forward(model, im, True), batches(32, True)),
+                    ("channels_last + bf16 autocast, batch 16", forward(model, im, True), batches(16, True)),
                     ("channels_last + bf16 autocast + BN folded, batch 32", forward(folded, im, True), batches(32, True))]
         configs += [(f"channels_last + bf16 autocast + BN folded, batch {bs}", forward(folded, im, True), batches(bs, True))
                     for bs in sorted({16, 64, eb} - {32})]
+        configs.append((f"channels_last + bf16 autocast + BN folded into bf16 weights (tl.embed), batch {eb}",
+                        forward(folded16, im, True), batches(eb, True)))
     int8 = int8_model(model, x[:32])
     if int8 is not None:  # measured for comparison only: torch.ao.quantization is deprecated, the course does not use it
         configs.append(("int8 static quantization (torch.ao, deprecated; not used), batch 32",
                         forward(int8[0], im, False), batches(32, True)))
     out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder_ms(configs, a.reps),
                       "int8_quantize_seconds": int8[1] if int8 else None}
-    del x, plain, cl_weights, folded, int8
+    del x, plain, cl_weights, folded, folded16, int8
 
     # 4. Feature caching: one uncached epoch of head training (backbone in the loop, fast path otherwise).
     loader = tl.make_loader(train, batch_size=32, shuffle=True, seed=0)
@@ -570,6 +576,8 @@ def worker_cmd(kind: str, a: argparse.Namespace, **over) -> list[str]:
 def child_env(torch_home: Path | None = None) -> dict:
     env = dict(os.environ)
     env.pop("TLHELPERS_QUICK", None)
+    # Workers measure this checkout's tlhelpers, even where another copy is pip-installed in the environment.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if torch_home is not None:
         env["TORCH_HOME"] = str(torch_home)
     return env
@@ -584,8 +592,8 @@ IMPORTS = "import torch, torchvision, tlhelpers"
 
 def import_baseline() -> dict:
     """Peak RSS of a process that only imports torch, torchvision and tlhelpers: with and without normal exit."""
-    _, quick = run_child([sys.executable, "-c", IMPORTS + "; import os; os._exit(0)"])
-    _, normal = run_child([sys.executable, "-c", IMPORTS])
+    _, quick = run_child([sys.executable, "-c", IMPORTS + "; import os; os._exit(0)"], env=child_env())
+    _, normal = run_child([sys.executable, "-c", IMPORTS], env=child_env())
     return {"peak_rss_mb": quick["peak_rss_mb"], "peak_rss_mb_with_normal_exit": normal["peak_rss_mb"]}
 
 
@@ -854,7 +862,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embed-batch", type=int, default=16, help="batch size of the course's frozen-backbone forward")
     p.add_argument("--fast-preprocess", type=int, choices=[0, 1], default=1,
                    help="course: tlhelpers.embed.BatchPreprocess instead of torchvision's preset")
-    p.add_argument("--fold-bn", type=int, choices=[0, 1], default=0, help="course: fold BatchNorm into conv for embedding")
+    p.add_argument("--fold-bn", type=int, choices=[0, 1], default=1,
+                   help="course: fold BatchNorm into the convolutions for embedding (tl.embed's default)")
     p.add_argument("--seeds", type=int, default=10, help="head seeds for the accuracy spread")
     p.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 4000, 10000], help="training-set sizes to scale over")
     p.add_argument("--course-only", action="store_true", help="skip the anchor (smoke test; no rebuilt batches needed)")

