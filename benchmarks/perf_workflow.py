@@ -273,6 +273,7 @@ def worker_course(a: argparse.Namespace) -> dict:
             "test_accuracy": acc, "test_accuracy_10_epochs": accuracy(10, 0),
             "accuracy_by_seed": {"epochs_1": [accuracy(1, s) for s in seeds], "epochs_10": [accuracy(10, s) for s in seeds]},
             "n_train": len(train), "n_test": len(test), "threads": torch.get_num_threads(), "embed_options": fast,
+            "reuse_freed_memory": tl.device.reuse_freed_memory(),
             "preprocess": repr(preprocess).replace("\n", " "),
             "image_size": int(preprocess(train.images[:1]).shape[-1])}
 
@@ -503,7 +504,15 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     if int8 is not None:  # measured for comparison only: torch.ao.quantization is deprecated, the course does not use it
         configs.append(("int8 static quantization (torch.ao, deprecated; not used), batch 32",
                         forward(int8[0], im, False), batches(32, True)))
-    out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder_ms(configs, a.reps),
+    ladder = ladder_ms(configs, a.reps)
+    # Last, because it cannot be undone in this process: glibc keeps freed activation buffers for the next batch
+    # (tl.embed, tl.fit and tl.predict switch this on; every row above ran with glibc's default).
+    if tl.device.reuse_freed_memory():
+        best = folded16 if bf16_ok else folded
+        label = "channels_last + bf16 autocast + BN folded into bf16 weights" if bf16_ok else "channels_last + BN folded, fp32"
+        ladder += ladder_ms([(f"{label}, batch {eb}, + freed memory kept for reuse (tl.embed)", forward(best, im, bf16_ok),
+                              batches(eb, True))], a.reps)
+    out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder,
                       "int8_quantize_seconds": int8[1] if int8 else None}
     del x, plain, cl_weights, folded, folded16, int8
 
@@ -613,8 +622,8 @@ def run_anchor(batches: Path, torch_home: Path) -> dict:
             "test_accuracy": float(m.group(2)), **stats}
 
 
-def run_course(a: argparse.Namespace, **over) -> dict:
-    out, stats = run_child(worker_cmd("course", a, **over), env=child_env())
+def run_course(a: argparse.Namespace, env: dict | None = None, **over) -> dict:
+    out, stats = run_child(worker_cmd("course", a, **over), env={**child_env(), **(env or {})})
     return {**last_json(out), **stats}
 
 
@@ -713,6 +722,24 @@ def markdown(r: dict) -> str:
         lines.append(f"| bf16 autocast: features for {c['n_train'] + c['n_test']} images | fp32 {b['fp32']['embed_seconds']:.1f} s, "
                      f"acc {np.mean(b['fp32']['accuracy_epochs_10']):.3f} (10 ep, mean of seeds) | bf16 {b['bf16']['embed_seconds']:.1f} s, "
                      f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine to fp32 {b['bf16']['cosine_to_fp32']['mean']:.4f} |")
+        lad_ms = {x["config"]: x["ms_per_image"] for x in tq["forward"]["ladder"]}
+
+        def ladder_row(word: str, kept: bool = False) -> float | None:
+            return next((v for k, v in lad_ms.items() if word in k and ("freed memory kept" in k) == kept), None)
+        unfolded = ladder_row("channels_last + bf16 autocast, batch 16")
+        folded = ladder_row("BN folded into bf16 weights (tl.embed)")
+        kept = ladder_row("(tl.embed)", kept=True)
+        if unfolded and folded:
+            lines.append(f"| BatchNorm folded into the convolutions (bf16 weights), batch 16 | {unfolded:.2f} ms/image | "
+                         f"{folded:.2f} ms/image (ladder below) |")
+        no_tune = [x for x in tq.get("course_settings", []) if x.get("reuse_freed_memory") is False]
+        if kept and folded:
+            after = f"{kept:.2f} ms/image"
+            if no_tune and co.get("reuse_freed_memory"):
+                after += (f"; course total {co['phases']['total']:.2f} s vs {no_tune[0]['total']:.2f} s without it "
+                          "(TLHELPERS_MALLOC_TUNE=0, one run each)")
+            lines.append(f"| glibc malloc keeps freed activation buffers for the next batch (tl.device.reuse_freed_memory) | "
+                         f"{folded:.2f} ms/image | {after} |")
         if "int8" in b:
             lines.append(f"| int8 static quantization (not used: deprecated torch.ao API) | fp32 as above | int8 "
                          f"{b['int8']['embed_seconds']:.1f} s incl. {b['int8']['quantize_seconds']:.1f} s to quantize, acc "
@@ -726,9 +753,10 @@ def markdown(r: dict) -> str:
         lines += [f"| {x['config']} | {x['ms_per_image']:.2f} | {base / x['ms_per_image']:.2f}x |" for x in lad]
         if "course_settings" in tq:
             lines += ["", "Course workflow settings (each its own process; one run each):", "",
-                      "| embed batch | BN folded | preprocessing | total s | train 1 epoch s | eval s | peak RSS MB | test acc |",
-                      "|---:|---|---|---:|---:|---:|---:|---:|"]
+                      "| embed batch | BN folded | preprocessing | freed memory kept | total s | train 1 epoch s | eval s | peak RSS MB | test acc |",
+                      "|---:|---|---|---|---:|---:|---:|---:|---:|"]
             lines += [f"| {x['embed_batch']} | {x['fold_bn']} | {'BatchPreprocess' if x['fast_preprocess'] else 'torchvision preset'} | "
+                      f"{x.get('reuse_freed_memory', '-')} | "
                       f"{x['total']:.2f} | {x['train_1_epoch']:.2f} | {x['eval']:.2f} | {x['peak_rss_mb']:.0f} | {x['test_accuracy']:.3f} |"
                       for x in tq["course_settings"]]
         if "import_baseline" in tq:
@@ -818,10 +846,11 @@ def main(a: argparse.Namespace) -> dict:
         print("course settings ...", flush=True)
         sweep = []
         for over in ({"embed_batch": 16}, {"embed_batch": 32}, {"embed_batch": 64}, {"fold_bn": 1 - a.fold_bn},
-                     {"fast_preprocess": 1 - a.fast_preprocess}):
+                     {"fast_preprocess": 1 - a.fast_preprocess}, {"env": {"TLHELPERS_MALLOC_TUNE": "0"}}):
             c = run_course(a, selection="anchor", seeds=1, **over)
             sweep.append({"embed_batch": c["embed_options"]["batch_size"], "fold_bn": c["embed_options"]["fold_bn"],
-                          "fast_preprocess": "BatchPreprocess" in c["preprocess"], **c["phases"],
+                          "fast_preprocess": "BatchPreprocess" in c["preprocess"],
+                          "reuse_freed_memory": c.get("reuse_freed_memory"), **c["phases"],
                           "peak_rss_mb": c["peak_rss_mb"], "test_accuracy": c["test_accuracy"]})
         r["techniques"]["course_settings"] = sweep
         r["techniques"]["import_baseline"] = import_baseline()

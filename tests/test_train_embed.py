@@ -1,10 +1,17 @@
 """Training loops, feature caching, embeddings, and the course backbone's transfer (direction test)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 import tlhelpers as tl
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,21 @@ def test_default_batch_size_follows_the_input_size():
     assert default_batch_size(lambda x: x) == 256
     assert default_batch_size(None, torch.zeros(2, 3, 224, 224)) == 16   # an already preprocessed batch
     assert default_batch_size(None, torch.zeros(2, 3, 32, 32, dtype=torch.uint8)) == 256
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_reuse_freed_memory_is_on_after_embed_and_can_be_switched_off(tmp_path):
+    code = ("import torch, tlhelpers as tl\n"
+            "from tlhelpers.device import reuse_freed_memory\n"
+            "import tlhelpers.device as d\n"
+            "assert d._MALLOC_TUNED is None  # nothing happens at import\n"
+            "tl.embed(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.zeros(2, 3, 2, 2, dtype=torch.uint8))\n"
+            "print(d._MALLOC_TUNED, reuse_freed_memory())\n")
+    env = {k: v for k, v in os.environ.items() if k != "TLHELPERS_MALLOC_TUNE"}
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "TLHELPERS_MALLOC_TUNE": "0"}, capture_output=True,
+                         text=True, cwd=ROOT)
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
+    assert on.stdout.split() == (["True", "True"] if glibc.startswith("glibc") else ["False", "False"])
+    assert off.stdout.split() == ["False", "False"]

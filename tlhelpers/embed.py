@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageTensors, decode_files, make_loader
-from .device import _native_bf16, autocast, model_device
+from .device import _native_bf16, autocast, model_device, reuse_freed_memory
 from .models import head_of
 
 __all__ = ["BatchPreprocess", "embed", "extract_embedding", "fast_preprocess", "fold_batchnorm", "nearest_neighbors",
@@ -154,6 +154,7 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
     """
     batch_size = batch_size or default_batch_size(transform, data)
     device = model_device(model)
+    reuse_freed_memory()
     captured: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     was_training = model.training
@@ -223,6 +224,7 @@ def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transfor
     """
     batch_size = batch_size or default_batch_size(transform, data)
     device = model_device(model)
+    reuse_freed_memory()
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
     hooks = [model.get_submodule(s).register_forward_hook(
         lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu()))
