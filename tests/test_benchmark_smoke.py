@@ -153,3 +153,19 @@ def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
     preset = ImageClassification(crop_size=24, resize_size=28)
     assert (fast_preprocess(preset)(odd) - preset(odd)).abs().max().item() < 0.02
     assert fast_preprocess(abs) is abs  # anything else is returned unchanged
+
+
+def test_perf_runs_tabulates_every_kept_run():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("perf_runs", root / "benchmarks" / "perf_runs.py")
+    perf_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_runs)
+    kept = [root / "benchmarks/results/perf.json", *(root / "benchmarks/results/earlier_runs").glob("*/perf.json")]
+    rows = perf_runs.rows()
+    assert len(rows) == len(kept) >= 1
+    assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows)
+    assert all(r["anchor_s"] / r["course_s"] == pytest.approx(r["speedup"], rel=1e-6) for r in rows)
+    md = perf_runs.markdown(rows)
+    assert md.count("\n| 20") == len(rows) and "perf.md (latest)" in md
