@@ -15,7 +15,7 @@ What it runs, each workflow in its own subprocess (so per-process peak RSS is it
   the labels alone), the same weights, 224 px with ImageNet mean/std, batch 32, Adam 1e-3, one epoch,
   through ``tlhelpers``: decode only the selected JPEGs, batched tensor preprocessing, ``tl.embed`` (frozen
   backbone run once: inference_mode, channels_last, BatchNorm folded into the convolutions, bf16 autocast
-  where the CPU has native bf16) and
+  where the CPU has native bf16, glibc keeping freed memory: ``tl.device.reuse_freed_memory()``) and
   ``tl.fit_head`` on the cached features.
 * **ablation**: what each technique buys (forward-pass ladder, transforms, caching, bf16 vs fp32 accuracy).
 * **scaling**: time vs number of training images for both approaches (plot).
@@ -218,6 +218,7 @@ def worker_course(a: argparse.Namespace) -> dict:
     from tlhelpers.data import ImageTensors, decode_files
     from tlhelpers.embed import fast_preprocess
 
+    tl.device.reuse_freed_memory()  # opt-in in tlhelpers; part of the course's workflow here (off: TLHELPERS_MALLOC_TUNE=0)
     T0 = time.perf_counter()
     m: dict[str, float] = {}
     if a.selection == "anchor":  # the anchor's exact images, found from labels alone
@@ -506,7 +507,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
                         forward(int8[0], im, False), batches(32, True)))
     ladder = ladder_ms(configs, a.reps)
     # Last, because it cannot be undone in this process: glibc keeps freed activation buffers for the next batch
-    # (tl.embed, tl.fit and tl.predict switch this on; every row above ran with glibc's default).
+    # (tl.device.reuse_freed_memory, which the course workflow above calls; every row above ran with glibc's default).
     if tl.device.reuse_freed_memory():
         best = folded16 if bf16_ok else folded
         label = "channels_last + bf16 autocast + BN folded into bf16 weights" if bf16_ok else "channels_last + BN folded, fp32"

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .device import autocast, model_device, reuse_freed_memory
+from .device import autocast, model_device
 
 __all__ = ["set_seed", "fit", "evaluate", "predict", "fit_head", "quick_mode"]
 
@@ -55,7 +55,6 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     with AVX512-BF16/AMX). The bar shows running loss and accuracy.
     """
     device = model_device(model)
-    reuse_freed_memory()
     criterion = criterion or nn.CrossEntropyLoss()
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -105,7 +104,6 @@ def predict(model: nn.Module, loader: DataLoader, transform: Transform | None = 
             amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits for every batch of ``loader`` and the true labels: (N x K float32, N)."""
     device = model_device(model)
-    reuse_freed_memory()
     model.eval()
     logits, labels = [], []
     for x, y in loader:
