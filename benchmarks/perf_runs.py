@@ -44,8 +44,8 @@ def markdown(rs: list[dict]) -> str:
         return f"{v:.2f}" if v is not None else "-"
     lines = ["# Every kept run of `perf_workflow.py`", "",
              "Each row is one complete run (anchor and course in the same run, on the same host). "
-             "`BN folded` and `freed memory kept` say whether the course's `tl.embed` folded BatchNorm and whether "
-             "glibc kept freed activation buffers (`tl.device.reuse_freed_memory`); both are the defaults since 2026-12-02. "
+             "`BN folded` says whether the course's `tl.embed` folded BatchNorm (its default since 2026-12-02); `freed memory kept` "
+             "whether the course workflow had glibc keep freed activation buffers (`tl.device.reuse_freed_memory()`, opt-in). "
              f"The two ms/image columns are the forward-ladder rows `{BF16_ROW}` and `eval + inference_mode, fp32, batch 32`: "
              "they tell the hosts apart.", "",
              "| run | CPU | BN folded | freed memory kept | bf16 ms/image | fp32 ms/image | anchor s | course s | speed-up (>= 5) | course peak RSS GB (<= 1.0) "

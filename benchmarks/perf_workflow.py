@@ -511,7 +511,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     if tl.device.reuse_freed_memory():
         best = folded16 if bf16_ok else folded
         label = "channels_last + bf16 autocast + BN folded into bf16 weights" if bf16_ok else "channels_last + BN folded, fp32"
-        ladder += ladder_ms([(f"{label}, batch {eb}, + freed memory kept for reuse (tl.embed)", forward(best, im, bf16_ok),
+        ladder += ladder_ms([(f"{label}, batch {eb}, + freed memory kept for reuse", forward(best, im, bf16_ok),
                               batches(eb, True))], a.reps)
     out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder,
                       "int8_quantize_seconds": int8[1] if int8 else None}
@@ -729,7 +729,7 @@ def markdown(r: dict) -> str:
             return next((v for k, v in lad_ms.items() if word in k and ("freed memory kept" in k) == kept), None)
         unfolded = ladder_row("channels_last + bf16 autocast, batch 16")
         folded = ladder_row("BN folded into bf16 weights (tl.embed)")
-        kept = ladder_row("(tl.embed)", kept=True)
+        kept = ladder_row("", kept=True)
         if unfolded and folded:
             lines.append(f"| BatchNorm folded into the convolutions (bf16 weights), batch 16 | {unfolded:.2f} ms/image | "
                          f"{folded:.2f} ms/image (ladder below) |")
@@ -739,7 +739,7 @@ def markdown(r: dict) -> str:
             if no_tune and co.get("reuse_freed_memory"):
                 after += (f"; course total {co['phases']['total']:.2f} s vs {no_tune[0]['total']:.2f} s without it "
                           "(TLHELPERS_MALLOC_TUNE=0, one run each)")
-            lines.append(f"| glibc malloc keeps freed activation buffers for the next batch (tl.device.reuse_freed_memory) | "
+            lines.append(f"| glibc malloc keeps freed activation buffers for the next batch (tl.device.reuse_freed_memory(), opt-in) | "
                          f"{folded:.2f} ms/image | {after} |")
         if "int8" in b:
             lines.append(f"| int8 static quantization (not used: deprecated torch.ao API) | fp32 as above | int8 "
