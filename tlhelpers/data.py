@@ -21,7 +21,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .device import loader_kwargs
 __all__ = [
     "CIFAR10_CLASSES", "ImageTensors", "cache_dir", "cifar_dir", "unpack_archive",
     "load_cifar_pair", "load_cifar_split", "load_image_folder", "make_loader",
-    "scan_image_folder", "load_digits_task", "random_flip",
+    "scan_image_folder", "load_digits_task", "random_flip", "train_val_split", "prepare_batch",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -84,6 +84,50 @@ class ImageTensors(Dataset):
         idx = torch.as_tensor(idx, dtype=torch.long)
         paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
         return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths)
+
+
+def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
+    """Split ``data`` into (train, validation), stratified: each class keeps its share in both parts.
+
+    Seeded (the same ``seed`` gives the same split) and disjoint. Each class puts
+    ``round(val_fraction * its count)`` images, at least one, into validation and keeps at least one for
+    training; a class with fewer than 2 images cannot be split and is an error naming it.
+    """
+    if not isinstance(data, ImageTensors):
+        raise TypeError(f"train_val_split takes an ImageTensors (from tl.load_cifar_pair, tl.load_image_folder, ...), "
+                        f"got {type(data).__name__}.")
+    if isinstance(val_fraction, bool) or not 0 < float(val_fraction) < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.2), got {val_fraction!r}.")
+    g = torch.Generator().manual_seed(seed)
+    train_idx, val_idx = [], []
+    counts = torch.bincount(data.labels, minlength=len(data.classes))
+    for c, n in enumerate(counts.tolist()):
+        if n < 2:
+            raise ValueError(f"Class {data.classes[c]!r} has {n} image(s): a train/validation split needs at least 2 "
+                             f"per class. Add images to it, or leave the class out.")
+        members = torch.nonzero(data.labels == c).flatten()
+        members = members[torch.randperm(n, generator=g)]
+        k = min(max(1, round(val_fraction * n)), n - 1)
+        val_idx.append(members[:k])
+        train_idx.append(members[k:])
+    # keep the original order within each part (it is already class-mixed for the course's loaders)
+    tr, va = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
+    return data.subset(tr), data.subset(va)
+
+
+def prepare_batch(x: torch.Tensor, device: torch.device | str | None = None,
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The one way a batch becomes model input: move it to ``device``, then apply ``transform`` (the weights'
+    preprocessing, which takes uint8 or float in [0, 1]); without a transform, uint8 is scaled to [0, 1]
+    and float input is taken as already in [0, 1] (never divided by 255 twice). 4-D output is channels_last.
+    """
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    if transform is not None:
+        x = transform(x)
+    elif x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 # ---------------------------------------------------------------- class selection (labels only)

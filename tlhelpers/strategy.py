@@ -4,23 +4,22 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, lr_text
+
 __all__ = ["Recommendation", "recommend_strategy", "draw_flowchart", "SMALL", "LARGE", "HEAD_LR", "BACKBONE_LR",
            "STRATEGIES", "STAGES"]
 
 SMALL, LARGE = 1_000, 10_000  # the flowchart's thresholds: < 1,000 images is small, > 10,000 is large
-HEAD_LR, BACKBONE_LR = 1e-3, 1e-4  # Adam: the new head learns fast, pretrained stages move gently
+STAGES = {s: list(RECIPES[s].trainable) for s in STRATEGIES}  # trainable stages per strategy, from the recipe
 
-STAGES = {
-    "feature extraction": ["fc"],
-    "partial fine-tuning": ["layer4", "fc"],
-    "full fine-tuning": ["stem", "layer1", "layer2", "layer3", "layer4", "fc"],
-}
-STRATEGIES = tuple(STAGES)  # cheapest first
-_LR = {
-    "feature extraction": "head 1e-3",
-    "partial fine-tuning": "layer4 1e-4, head 1e-3",
-    "full fine-tuning": "pretrained stages 1e-4 (low, so they are adapted, not wiped out), head 1e-3",
-}
+
+def _lr_text(strategy: str) -> str:
+    r = RECIPES[strategy]
+    if r.backbone_lr is None:
+        return f"head {lr_text(r.head_lr)}"
+    if r.trainable == ("layer4", "fc"):
+        return f"layer4 {lr_text(r.backbone_lr)}, head {lr_text(r.head_lr)}"
+    return f"pretrained stages {lr_text(r.backbone_lr)} (low, so they are adapted, not wiped out), head {lr_text(r.head_lr)}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
         s = cheaper
     band = {"small": f"small (< {SMALL:,})", "large": f"large (> {LARGE:,})", "medium": f"medium ({SMALL:,}-{LARGE:,})"}[size]
     path = f"{n_images:,} images: {band} -> {similarity} domain -> {budget} compute"
-    return Recommendation(s, scen, list(STAGES[s]), _LR[s], why, path, n_images, similarity, budget)
+    return Recommendation(s, scen, list(STAGES[s]), _lr_text(s), why, path, n_images, similarity, budget)
 
 
 _COLORS = {"feature extraction": "#1f77b4", "partial fine-tuning": "#ff7f0e", "full fine-tuning": "#2ca02c"}

@@ -1,6 +1,7 @@
 """Training and evaluation loops with a tqdm progress bar, and head training on cached features."""
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
@@ -13,9 +14,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .data import prepare_batch
 from .device import autocast, model_device
 
-__all__ = ["set_seed", "fit", "evaluate", "predict", "fit_head", "quick_mode"]
+__all__ = ["set_seed", "fit", "best_epoch", "evaluate", "predict", "fit_head", "quick_mode"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,20 +34,32 @@ def set_seed(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def _prepare(x: torch.Tensor, device: torch.device, transform: Transform | None) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if transform is not None:
-        x = transform(x)
-    elif x.dtype == torch.uint8:
-        x = x.float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+def _better(rec: dict, best: dict | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    return rec[monitor] < best[monitor] if monitor.endswith("loss") else rec[monitor] > best[monitor]
+
+
+def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monitor: str) -> None:
+    if (keep_best or patience is not None) and not has_val:
+        raise ValueError("keep_best and patience select an epoch on validation data: pass a validation set.")
+    if monitor not in ("val_loss", "val_acc"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_acc', got {monitor!r}.")
+    if patience is not None and (isinstance(patience, bool) or int(patience) != patience or patience < 1):
+        raise ValueError(f"patience must be a whole number of epochs >= 1 (or None), got {patience!r}.")
 
 
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, epochs: int = 1,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, transform: Transform | None = None,
         augment: Transform | None = None, scheduler=None, criterion: nn.Module | None = None, amp: bool = True,
-        progress: bool = True) -> list[dict]:
-    """Train ``model`` for ``epochs``; return the history, one dict per epoch.
+        progress: bool = True, keep_best: bool = False, patience: int | None = None,
+        monitor: str = "val_loss") -> list[dict]:
+    """Train ``model`` for up to ``epochs``; return the history, one dict per epoch.
+
+    ``val_loader`` is the **validation** set (never the test set): each epoch records ``val_loss`` and
+    ``val_acc`` on it. ``keep_best`` restores, at the end, the weights of the epoch with the best
+    ``monitor`` (lowest ``val_loss`` by default; ``"val_acc"``: highest); ``patience`` stops early after
+    that many epochs without a better one. The chosen epoch's record has ``"best": True``.
 
     ``transform`` is the preprocessing that goes with the weights (applied to each batch on the
     model's device); ``augment`` runs before it on training batches only. Without ``optimizer``,
@@ -54,6 +68,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     ``amp`` uses bfloat16 autocast where the hardware runs it natively (CUDA from Ampere on, CPUs
     with AVX512-BF16/AMX). The bar shows running loss and accuracy.
     """
+    _check_selection(val_loader is not None, keep_best, patience, monitor)
     device = model_device(model)
     criterion = criterion or nn.CrossEntropyLoss()
     if optimizer is None:
@@ -61,7 +76,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         if not params:
             raise ValueError("The model has no trainable parameters: unfreeze at least the head.")
         optimizer = torch.optim.Adam(params, lr=lr)
-    history = []
+    history: list[dict] = []
+    best, best_state, waited = None, None, 0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -72,7 +88,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             x = x.to(device, non_blocking=True)
             if augment is not None:
                 x = augment(x)
-            x = _prepare(x, device, transform)
+            x = prepare_batch(x, device, transform)
             with autocast(device, enabled=amp):
                 logits = model(x)
             loss = criterion(logits.float(), y)
@@ -86,7 +102,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             correct += (logits.argmax(1) == y).sum().item()
             seen += n
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+        if seen == 0:
+            raise ValueError("The training loader yielded no batches: the training set is empty.")
+        rec = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         if val_loader is not None:
             ev = evaluate(model, val_loader, transform=transform, amp=amp)
             rec.update(val_loss=ev["loss"], val_acc=ev["acc"])
@@ -96,7 +114,31 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}",
                             **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}))
             bar.close()
+        if keep_best or patience is not None:
+            if _better(rec, best, monitor):
+                best, waited = rec, 0
+                if keep_best:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+                if patience is not None and waited >= patience:
+                    if progress:
+                        print(f"Early stopping after epoch {epoch}: no better {monitor} for {patience} epoch(s).")
+                    break
+    if best is not None:
+        best["best"] = True
+        if keep_best and best_state is not None and best is not history[-1]:
+            model.load_state_dict(best_state)
+            if progress:
+                print(f"Kept the weights of epoch {best['epoch']} (best {monitor} {best[monitor]:.4f}).")
     return history
+
+
+def best_epoch(history: list[dict]) -> dict:
+    """The record of the epoch ``fit``/``fit_head`` selected (``"best": True``), else the last one."""
+    if not history:
+        raise ValueError("The history is empty: nothing was trained.")
+    return next((h for h in history if h.get("best")), history[-1])
 
 
 @torch.inference_mode()
@@ -104,13 +146,19 @@ def predict(model: nn.Module, loader: DataLoader, transform: Transform | None = 
             amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits for every batch of ``loader`` and the true labels: (N x K float32, N)."""
     device = model_device(model)
+    was_training = model.training
     model.eval()
     logits, labels = [], []
-    for x, y in loader:
-        with autocast(device, enabled=amp):
-            out = model(_prepare(x, device, transform))
-        logits.append(out.float().cpu())
-        labels.append(torch.as_tensor(y).cpu())
+    try:
+        for x, y in loader:
+            with autocast(device, enabled=amp):
+                out = model(prepare_batch(x, device, transform))
+            logits.append(out.float().cpu())
+            labels.append(torch.as_tensor(y).cpu())
+    finally:
+        model.train(was_training)
+    if not logits:
+        raise ValueError("The loader yielded no batches: nothing to predict (the dataset is empty).")
     return torch.cat(logits), torch.cat(labels)
 
 
@@ -125,21 +173,33 @@ def evaluate(model: nn.Module, loader: DataLoader, transform: Transform | None =
 def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_classes: int | None = None,
              val_features: torch.Tensor | None = None, val_labels: torch.Tensor | None = None, epochs: int = 10,
              lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 0.0, seed: int = 0,
-             head: nn.Linear | None = None, progress: bool = True) -> tuple[nn.Linear, list[dict]]:
+             head: nn.Linear | None = None, progress: bool = True, keep_best: bool = False,
+             patience: int | None = None, monitor: str = "val_loss") -> tuple[nn.Linear, list[dict]]:
     """Train a linear head on cached (frozen-backbone) features: feature extraction without re-running the backbone.
 
     Equivalent to training ``model.fc`` with the backbone frozen and in eval mode, without
     augmentation, but each epoch costs microseconds instead of a backbone forward pass.
+    ``val_features``/``val_labels`` are the validation set; ``keep_best``, ``patience`` and ``monitor``
+    select an epoch on it as in :func:`fit`. The caller's random state is left as it was.
     Returns the head (assign it as ``model.fc``) and the per-epoch history.
     """
     train_features, train_labels = torch.as_tensor(train_features).float(), torch.as_tensor(train_labels).long()
+    if len(train_labels) == 0 or len(train_features) != len(train_labels):
+        raise ValueError(f"fit_head needs as many labels as feature rows, at least one: got {len(train_features)} "
+                         f"feature rows and {len(train_labels)} labels.")
+    has_val = val_features is not None and val_labels is not None
+    _check_selection(has_val, keep_best, patience, monitor)
     k = num_classes or int(train_labels.max()) + 1
     g = torch.Generator().manual_seed(seed)
     if head is None:
-        torch.manual_seed(seed)
-        head = nn.Linear(train_features.shape[1], k)
+        with torch.random.fork_rng(devices=[]):  # a reproducible head without resetting the caller's random state
+            torch.manual_seed(seed)
+            head = nn.Linear(train_features.shape[1], k)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    history = []
+    if has_val:
+        vx, vy = torch.as_tensor(val_features).float(), torch.as_tensor(val_labels).long()
+    history: list[dict] = []
+    best, best_state, waited = None, None, 0
     bar = tqdm(range(1, epochs + 1), desc="Head epochs", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -156,14 +216,26 @@ def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_class
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == train_labels[idx]).sum().item()
         rec = {"epoch": epoch, "train_loss": loss_sum / len(perm), "train_acc": correct / len(perm)}
-        if val_features is not None:
+        if has_val:
             with torch.no_grad():
                 head.eval()
-                vl = head(torch.as_tensor(val_features).float())
-                vy = torch.as_tensor(val_labels).long()
+                vl = head(vx)
                 rec.update(val_loss=F.cross_entropy(vl, vy).item(), val_acc=(vl.argmax(1) == vy).float().mean().item())
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}",
                         **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}))
+        if keep_best or patience is not None:
+            if _better(rec, best, monitor):
+                best, waited = rec, 0
+                best_state = copy.deepcopy(head.state_dict()) if keep_best else None
+            else:
+                waited += 1
+                if patience is not None and waited >= patience:
+                    break
+    bar.close()
+    if best is not None:
+        best["best"] = True
+        if keep_best and best_state is not None:
+            head.load_state_dict(best_state)
     return head, history

@@ -1,0 +1,111 @@
+"""The course's training recipe, defined once: per strategy, what trains, at which learning rates, for how long.
+
+Notebooks, docs (``python -m tlhelpers recipe`` prints :func:`recipe_table`) and benchmarks all read it
+from here, so a number changed here changes everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+__all__ = ["RESNET_STAGES", "HEAD_LR", "BACKBONE_LR", "SCRATCH_LR", "Recipe", "RECIPES", "STRATEGIES", "recipe",
+           "epochs_for", "train_batch_size", "recipe_table", "lr_text"]
+
+RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
+HEAD_LR = 1e-3       # Adam: a new head starts from random weights and must learn fast
+BACKBONE_LR = 1e-4   # pretrained stages move gently: adapted, not overwritten
+SCRATCH_LR = 1e-3    # no pretrained weights to protect: the usual Adam rate everywhere
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One strategy's settings. ``backbone_lr`` is the rate of every trainable stage except the head."""
+
+    strategy: str
+    trainable: tuple[str, ...]
+    head_lr: float
+    backbone_lr: float | None = None   # None: only the head trains
+    weights: str = "pretrained"        # "pretrained" or "random" (from scratch)
+    head_epochs: int = 40              # feature extraction: epochs of the head on cached features
+    weight_decay: float = 0.0
+    patience: int = 3                  # early stopping: epochs without a better validation loss
+    augment: str = "flip"              # fine-tuning runs: random horizontal flips of each batch
+
+    @property
+    def cached(self) -> bool:
+        """True when the backbone is frozen, so its features can be computed once and cached."""
+        return self.trainable == ("fc",)
+
+    def stage_lrs(self) -> dict[str, float]:
+        """``{stage: learning rate}`` for every trainable stage (what ``make_optimizer(stage_lrs=...)`` takes)."""
+        return {s: (self.head_lr if s == "fc" else self.backbone_lr) for s in self.trainable}
+
+    def apply(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Make exactly ``trainable`` trainable in ``model`` and return Adam over those stages at their rates."""
+        from .freeze import make_optimizer, set_trainable
+
+        set_trainable(model, self.trainable)
+        return make_optimizer(model, "adam", lr=self.head_lr, stage_lrs=self.stage_lrs(),
+                              weight_decay=self.weight_decay)
+
+
+RECIPES: dict[str, Recipe] = {
+    "feature extraction": Recipe("feature extraction", ("fc",), HEAD_LR, weight_decay=1e-3),
+    "partial fine-tuning": Recipe("partial fine-tuning", ("layer4", "fc"), HEAD_LR, BACKBONE_LR),
+    "full fine-tuning": Recipe("full fine-tuning", RESNET_STAGES, HEAD_LR, BACKBONE_LR),
+    "from scratch": Recipe("from scratch", RESNET_STAGES, SCRATCH_LR, SCRATCH_LR, weights="random"),
+}
+STRATEGIES = ("feature extraction", "partial fine-tuning", "full fine-tuning")  # the three, cheapest first
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as the course writes it: ``1e-4``, ``3e-3``."""
+    return f"{lr:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def recipe(strategy: str) -> Recipe:
+    """The recipe of ``strategy`` (one of :data:`RECIPES`), with one clear error for a typo."""
+    try:
+        return RECIPES[strategy]
+    except KeyError:
+        raise ValueError(f"Unknown strategy {strategy!r}: use one of {', '.join(map(repr, RECIPES))}.") from None
+
+
+def epochs_for(n_train: int, quick: bool = False) -> int:
+    """The most epochs a run through the backbone may take (early stopping usually ends it sooner).
+
+    About the same number of optimisation steps at every size: more epochs for tiny sets. ``quick``: 1.
+    """
+    if quick:
+        return 1
+    return 30 if n_train <= 200 else 12 if n_train <= 1500 else 4
+
+
+def train_batch_size(input_px: int, device: torch.device | str = "cpu") -> int:
+    """Training batch size: 32 at up to 96 px or on a GPU; 8 at 224 px on a CPU, where training keeps
+    every layer's activations for the backward pass (8 keeps full fine-tuning within 2 GB of RAM)."""
+    return 32 if input_px <= 96 or torch.device(device).type == "cuda" else 8
+
+
+def recipe_table() -> str:
+    """The recipe as a Markdown table (strategy, trainable stages, learning rates, epochs, early stopping)."""
+    lines = ["| strategy | trainable stages | learning rate (Adam) | epochs | selection |",
+             "|---|---|---|---|---|"]
+    for r in RECIPES.values():
+        stages = "head (fc)" if r.cached else "all" if r.trainable == RESNET_STAGES else " + ".join(r.trainable)
+        if r.backbone_lr is None:
+            lr = f"head {lr_text(r.head_lr)}"
+        elif r.backbone_lr == r.head_lr:
+            lr = f"{lr_text(r.head_lr)} everywhere"
+        else:
+            lr = f"pretrained stages {lr_text(r.backbone_lr)}, head {lr_text(r.head_lr)}"
+        if r.weights == "random":
+            lr += " (random init)"
+        ep = (f"{r.head_epochs} on cached features" if r.cached else
+              f"up to {epochs_for(200)} / {epochs_for(1000)} / {epochs_for(10_000)} (200 / 1,000 / 10,000 images)")
+        sel = f"best validation loss; weight decay {lr_text(r.weight_decay)}" if r.cached else (
+            f"best validation loss, patience {r.patience}; {r.augment} augmentation")
+        lines.append(f"| {r.strategy} | {stages} | {lr} | {ep} | {sel} |")
+    return "\n".join(lines)
