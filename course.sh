@@ -24,7 +24,7 @@ if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
   echo "==> installing PyTorch ($TORCH)"
   "$VPY" -m pip install -q --disable-pip-version-check $TORCH
 fi
-if ! "$VPY" -c "import tlhelpers, nbval, jupyterlab" 2>/dev/null; then
+if ! "$VPY" -c "import tlhelpers, nbval, jupyterlab" 2>/dev/null || [ ! -x "$VENV/bin/ruff" ]; then
   echo "==> installing the course package and its tools"
   "$VPY" -m pip install -q --disable-pip-version-check -e ".[dev]"
 fi
@@ -40,5 +40,8 @@ fi
 if [ "$cmd" = lab ]; then
   exec "$VENV/bin/jupyter" lab notebooks/00_welcome.ipynb "$@"
 fi
+echo "==> ruff: lint and format check (pyproject.toml [tool.ruff])"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 export TLHELPERS_QUICK=${TLHELPERS_QUICK:-1}
 exec "$VPY" -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 tests notebooks "$@"

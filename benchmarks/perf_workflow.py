@@ -456,7 +456,7 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     x = torch.cat([preprocess(train.images[i:i + 64]) for i in range(0, n, 64)])[:n]
     y = train.labels[:n]
 
-    def batches(bs: int, cl: bool = False) -> list[torch.Tensor]:
+    def batches(bs: int, cl: bool = False, x: torch.Tensor = x) -> list[torch.Tensor]:
         return [(x[i:i + bs].contiguous(memory_format=torch.channels_last) if cl else x[i:i + bs].contiguous())
                 for i in range(0, n, bs)]
 
