@@ -43,3 +43,22 @@ def test_notebook_structure(path):
     assert "summary" in md.lower(), "no summary"
     assert len(re.findall(r"^#+ Exercise \d", md, flags=re.M)) >= 2, "fewer than 2 exercises"
     assert len(re.findall(r"\bcheck_\w+\(", code)) >= 2, "fewer than 2 self-check calls"
+
+
+SELECTS_ON = re.compile(r"tl\.fit\(\s*[\w.]+\s*,\s*[\w.]+\s*,\s*([\w.]+)|val_loader\s*=\s*([\w.]+)"
+                        r"|tl\.fit_head\((?:[^()]|\([^()]*\))*?,\s*([\w.]*test[\w.]*)\s*,")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_training_selects_on_validation_not_test(path):
+    """Select on a validation split, touch the test set once: no fit may validate on test data."""
+    nb = json.loads(path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    bad = [next(g for g in m.groups() if g) for m in SELECTS_ON.finditer(src)]
+    assert not [b for b in bad if "test" in b], f"{path.name}: fit validates on {bad}"
+
+
+def test_the_validation_check_catches_test_data():
+    assert SELECTS_ON.search("tl.fit(model, train_loader, test_loader, epochs=2)").group(1) == "test_loader"
+    assert SELECTS_ON.search("tl.fit_head(f, y, 2, test_feats, test_y)").group(3) == "test_feats"
+    assert SELECTS_ON.search("tl.fit_head(f, y, 2, val_feats, val_y)") is None
