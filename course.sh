@@ -38,7 +38,9 @@ else
 fi
 
 if [ "$cmd" = lab ]; then
-  exec "$VENV/bin/jupyter" lab notebooks/00_welcome.ipynb "$@"
+  # JupyterLab refuses to start as root (containers, lab images) unless told it may
+  root=(); [ "$(id -u)" = 0 ] && root=(--allow-root) && echo "==> running as root: starting JupyterLab with --allow-root"
+  exec "$VENV/bin/jupyter" lab notebooks/00_welcome.ipynb "${root[@]}" "$@"
 fi
 echo "==> ruff: lint and format check (pyproject.toml [tool.ruff])"
 "$VENV/bin/ruff" check .

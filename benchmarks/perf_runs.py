@@ -8,6 +8,7 @@ host: the source's workflow is mostly Python and fp32 work, the course's mostly 
 
 Runs: ``benchmarks/results/perf.json`` (the latest, current code) and ``benchmarks/results/earlier_runs/*/perf.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,24 @@ def rows() -> list[dict]:
         r = json.loads(path.read_text())
         ladder = {x["config"]: x["ms_per_image"] for x in r.get("techniques", {}).get("forward", {}).get("ladder", [])}
         t = r["targets"]
-        out.append({"file": path.relative_to(RESULTS.parent.parent).as_posix(), "timestamp": r["timestamp"],
-                    "cpu": r["machine"].get("cpu", "?"), "fold_bn": r["config"].get("fold_bn", False),
-                    "malloc": bool(r["course"].get("reuse_freed_memory", False)),
-                    "bf16_ms": ladder.get(BF16_ROW), "fp32_ms": ladder.get("eval + inference_mode, fp32, batch 32"),
-                    "anchor_s": r["anchor"]["phases"]["total"], "course_s": r["course"]["phases"]["total"],
-                    "speedup": t["total_speedup"]["value"], "rss_gb": t["course_peak_rss_gb"]["value"],
-                    "ten_over_one": t["ten_epochs_over_one"]["value"], "accuracy": t["accuracy"]["value"],
-                    "all_met": all(x["met"] for x in t.values())})
+        out.append(
+            {
+                "file": path.relative_to(RESULTS.parent.parent).as_posix(),
+                "timestamp": r["timestamp"],
+                "cpu": r["machine"].get("cpu", "?"),
+                "fold_bn": r["config"].get("fold_bn", False),
+                "malloc": bool(r["course"].get("reuse_freed_memory", False)),
+                "bf16_ms": ladder.get(BF16_ROW),
+                "fp32_ms": ladder.get("eval + inference_mode, fp32, batch 32"),
+                "anchor_s": r["anchor"]["phases"]["total"],
+                "course_s": r["course"]["phases"]["total"],
+                "speedup": t["total_speedup"]["value"],
+                "rss_gb": t["course_peak_rss_gb"]["value"],
+                "ten_over_one": t["ten_epochs_over_one"]["value"],
+                "accuracy": t["accuracy"]["value"],
+                "all_met": all(x["met"] for x in t.values()),
+            }
+        )
     return sorted(out, key=lambda x: x["timestamp"])
 
 
@@ -42,20 +53,32 @@ def label(file: str) -> str:
 def markdown(rs: list[dict]) -> str:
     def ms(v):
         return f"{v:.2f}" if v is not None else "-"
-    lines = ["# Every kept run of `perf_workflow.py`", "",
-             "Each row is one complete run (anchor and course in the same run, on the same host). "
-             "`BN folded` says whether the course's `tl.embed` folded BatchNorm (its default since 2026-12-02); `freed memory kept` "
-             "whether the course workflow had glibc keep freed activation buffers (`tl.device.reuse_freed_memory()`, opt-in). "
-             f"The two ms/image columns are the forward-ladder rows `{BF16_ROW}` and `eval + inference_mode, fp32, batch 32`: "
-             "they tell the hosts apart.", "",
-             "| run | CPU | BN folded | freed memory kept | bf16 ms/image | fp32 ms/image | anchor s | course s | speed-up (>= 5) | course peak RSS GB (<= 1.0) "
-             "| 10 epochs / 1 (<= 1.2) | accuracy course vs anchor | all targets met | results |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+
+    lines = [
+        "# Every kept run of `perf_workflow.py`",
+        "",
+        "Each row is one complete run (anchor and course in the same run, on the same host). "
+        "`BN folded` says whether the course's `tl.embed` folded BatchNorm (its default since 2026-12-02); `freed "
+        "memory kept` "
+        "whether the course workflow had glibc keep freed activation buffers (`tl.device.reuse_freed_memory()`, "
+        "opt-in). "
+        f"The two ms/image columns are the forward-ladder rows `{BF16_ROW}` and `eval + inference_mode, fp32, batch "
+        f"32`: "
+        "they tell the hosts apart.",
+        "",
+        "| run | CPU | BN folded | freed memory kept | bf16 ms/image | fp32 ms/image | anchor s | course s | speed-up "
+        "(>= 5) | course peak RSS GB (<= 1.0) "
+        "| 10 epochs / 1 (<= 1.2) | accuracy course vs anchor | all targets met | results |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
     for x in rs:
-        lines.append(f"| {x['timestamp']} | {x['cpu']} | {'yes' if x['fold_bn'] else 'no'} | {'yes' if x['malloc'] else 'no'} | {ms(x['bf16_ms'])} | "
-                     f"{ms(x['fp32_ms'])} | {x['anchor_s']:.1f} | {x['course_s']:.2f} | **{x['speedup']:.2f}x** | "
-                     f"{x['rss_gb']:.2f} | {x['ten_over_one']:.2f} | {x['accuracy']} | {'yes' if x['all_met'] else '**no**'} | "
-                     f"[{label(x['file'])}]({Path(x['file']).relative_to('benchmarks/results').with_suffix('.md').as_posix()}) |")
+        lines.append(
+            f"| {x['timestamp']} | {x['cpu']} | {'yes' if x['fold_bn'] else 'no'} | {'yes' if x['malloc'] else 'no'} "
+            f"| {ms(x['bf16_ms'])} | "
+            f"{ms(x['fp32_ms'])} | {x['anchor_s']:.1f} | {x['course_s']:.2f} | **{x['speedup']:.2f}x** | "
+            f"{x['rss_gb']:.2f} | {x['ten_over_one']:.2f} | {x['accuracy']} | {'yes' if x['all_met'] else '**no**'} | "
+            f"[{label(x['file'])}]({Path(x['file']).relative_to('benchmarks/results').with_suffix('.md').as_posix()}) |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ What it runs, each workflow in its own subprocess (so per-process peak RSS is it
 
 Results: ``benchmarks/results/perf.json`` (schema in ``SCHEMA`` below), ``perf.md``, ``perf_scaling.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,6 +70,7 @@ SCHEMA = """perf.json (all times in seconds, memory in MB = 1e6 bytes):
 
 
 # ---------------------------------------------------------------- shared helpers
+
 
 def bench_cache() -> Path:
     """Where rebuilt batches and the stand-in weights are cached: ``<tlhelpers cache>/bench``."""
@@ -130,8 +132,12 @@ def run_child(cmd: list[str], cwd: Path | None = None, env: dict | None = None) 
         if p.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{err.read()[-2000:]}")
-    return out, {"process_wall": wall, "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6,
-                 "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_avg_1min": [load_before, os.getloadavg()[0]]}
+    return out, {
+        "process_wall": wall,
+        "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
+    }
 
 
 def last_json(stdout: str) -> dict:
@@ -139,6 +145,7 @@ def last_json(stdout: str) -> dict:
 
 
 # ---------------------------------------------------------------- preparation (not timed)
+
 
 def prepare_batches(jpeg_root: Path, cache: Path) -> Path:
     """CIFAR-10 batches rebuilt from the JPEG tree by the anchor's own script, cached outside the repo."""
@@ -177,7 +184,10 @@ def check_same_images(batches: Path, jpeg_root: Path, n_train: int, n_test: int)
     from tlhelpers.data import decode_files
 
     out = {}
-    for split, n, names in (("train", n_train, [f"data_batch_{i}" for i in range(1, 6)]), ("test", n_test, ["test_batch"])):
+    for split, n, names in (
+        ("train", n_train, [f"data_batch_{i}" for i in range(1, 6)]),
+        ("test", n_test, ["test_batch"]),
+    ):
         data, labels = [], []
         for name in names:
             with open(batches / name, "rb") as f:
@@ -190,12 +200,16 @@ def check_same_images(batches: Path, jpeg_root: Path, n_train: int, n_test: int)
         files, lab = anchor_selection(jpeg_root, split, n)
         ours = decode_files(files)
         diff = (ours.int() - ref.int()).abs()
-        out[split] = {"labels_equal": bool((lab.numpy() == (labels[idx] == CAT_DOG[1])).all()),
-                      "max_abs_pixel_diff": int(diff.max()), "mean_abs_pixel_diff": round(float(diff.float().mean()), 4)}
+        out[split] = {
+            "labels_equal": bool((lab.numpy() == (labels[idx] == CAT_DOG[1])).all()),
+            "max_abs_pixel_diff": int(diff.max()),
+            "mean_abs_pixel_diff": round(float(diff.float().mean()), 4),
+        }
     return out
 
 
 # ---------------------------------------------------------------- workers (run as subprocesses)
+
 
 def worker_prepare(a: argparse.Namespace) -> dict:
     """Everything the orchestrator needs from torch/tlhelpers: machine and weights info, paths, the stand-in weights."""
@@ -204,12 +218,18 @@ def worker_prepare(a: argparse.Namespace) -> dict:
     from tlhelpers.models import course_backbone_info
 
     info = course_backbone_info()
-    return {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                        "tlhelpers": str(Path(tl.__file__).parent),
-                        "bf16_autocast": bool(tl.device.fast_cpu_autocast())},
-            "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
-            "bench_cache": str(bench_cache()), "jpeg_root": str(a.jpeg_root or cifar_dir()),
-            "torch_home": None if a.course_only else str(prepare_standin())}
+    return {
+        "machine": {
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "tlhelpers": str(Path(tl.__file__).parent),
+            "bf16_autocast": bool(tl.device.fast_cpu_autocast()),
+        },
+        "weights": {"name": info["name"], "sha256": info["sha256"], "provisional": info["name"] == "PROVISIONAL"},
+        "bench_cache": str(bench_cache()),
+        "jpeg_root": str(a.jpeg_root or cifar_dir()),
+        "torch_home": None if a.course_only else str(prepare_standin()),
+    }
 
 
 def worker_course(a: argparse.Namespace) -> dict:
@@ -218,7 +238,8 @@ def worker_course(a: argparse.Namespace) -> dict:
     from tlhelpers.data import ImageTensors, decode_files
     from tlhelpers.embed import fast_preprocess
 
-    tl.device.reuse_freed_memory()  # opt-in in tlhelpers; part of the course's workflow here (off: TLHELPERS_MALLOC_TUNE=0)
+    # opt-in in tlhelpers; part of the course's workflow here (off: TLHELPERS_MALLOC_TUNE=0)
+    tl.device.reuse_freed_memory()
     T0 = time.perf_counter()
     m: dict[str, float] = {}
     if a.selection == "anchor":  # the anchor's exact images, found from labels alone
@@ -269,14 +290,23 @@ def worker_course(a: argparse.Namespace) -> dict:
             return (h(f_test).argmax(1) == y_test).float().mean().item()
 
     seeds = range(a.seeds)
-    return {"phases": {k: m[k] for k in ("filter", "setup", "train_1_epoch", "eval", "total")},
-            **{k: m[k] for k in ("filter_select", "filter_decode", "embed_train", "head_10_epochs", "train_10_epochs")},
-            "test_accuracy": acc, "test_accuracy_10_epochs": accuracy(10, 0),
-            "accuracy_by_seed": {"epochs_1": [accuracy(1, s) for s in seeds], "epochs_10": [accuracy(10, s) for s in seeds]},
-            "n_train": len(train), "n_test": len(test), "threads": torch.get_num_threads(), "embed_options": fast,
-            "reuse_freed_memory": tl.device.reuse_freed_memory(),
-            "preprocess": repr(preprocess).replace("\n", " "),
-            "image_size": int(preprocess(train.images[:1]).shape[-1])}
+    return {
+        "phases": {k: m[k] for k in ("filter", "setup", "train_1_epoch", "eval", "total")},
+        **{k: m[k] for k in ("filter_select", "filter_decode", "embed_train", "head_10_epochs", "train_10_epochs")},
+        "test_accuracy": acc,
+        "test_accuracy_10_epochs": accuracy(10, 0),
+        "accuracy_by_seed": {
+            "epochs_1": [accuracy(1, s) for s in seeds],
+            "epochs_10": [accuracy(10, s) for s in seeds],
+        },
+        "n_train": len(train),
+        "n_test": len(test),
+        "threads": torch.get_num_threads(),
+        "embed_options": fast,
+        "reuse_freed_memory": tl.device.reuse_freed_memory(),
+        "preprocess": repr(preprocess).replace("\n", " "),
+        "image_size": int(preprocess(train.images[:1]).shape[-1]),
+    }
 
 
 def _anchor_objects(data_root: str):
@@ -287,8 +317,9 @@ def _anchor_objects(data_root: str):
 
     torchvision.datasets.CIFAR10._check_integrity = lambda self: True
     _cifar.check_integrity = lambda *a, **k: True
-    transform = transforms.Compose([transforms.Resize(224), transforms.ToTensor(),
-                                    transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)])
+    transform = transforms.Compose(
+        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+    )
     train = datasets.CIFAR10(root=data_root, train=True, download=True, transform=transform)
     test = datasets.CIFAR10(root=data_root, train=False, download=True, transform=transform)
     return train, test, transform
@@ -305,7 +336,7 @@ def worker_anchor_scaling(a: argparse.Namespace) -> dict:
     train_full, test_full, _ = _anchor_objects(a.data_root)
     selected = list(CAT_DOG)
     train_idx = [i for i, (_, label) in enumerate(train_full) if label in selected]
-    test_idx = [i for i, (_, label) in enumerate(test_full) if label in selected][:a.n_test]
+    test_idx = [i for i, (_, label) in enumerate(test_full) if label in selected][: a.n_test]
     filt = time.perf_counter() - T0
     rows = []
     for n in a.sizes:
@@ -336,8 +367,17 @@ def worker_anchor_scaling(a: argparse.Namespace) -> dict:
                 correct += (model(images).argmax(1) == labels).sum().item()
                 total += labels.size(0)
         ev = time.perf_counter() - t
-        rows.append({"n_train": len(train_idx[:n]), "filter": filt, "setup": setup, "train_1_epoch": train, "eval": ev,
-                     "total": filt + setup + train + ev, "test_accuracy": correct / total})
+        rows.append(
+            {
+                "n_train": len(train_idx[:n]),
+                "filter": filt,
+                "setup": setup,
+                "train_1_epoch": train,
+                "eval": ev,
+                "total": filt + setup + train + ev,
+                "test_accuracy": correct / total,
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return {"rows": rows}
 
@@ -425,27 +465,34 @@ def worker_ablate(a: argparse.Namespace) -> dict:
         fb["estimated_loop_60000"] = fb["ms_per_image_to_pil_resize_normalize"] * 60000 / 1000
         fb["probe_images"] = k
         # 2. Transforms: per-image PIL path through Dataset + DataLoader vs one batched tensor transform.
-        idx = [i for i, y in enumerate(train_full.targets) if y in CAT_DOG][:a.n_train]
+        idx = [i for i, y in enumerate(train_full.targets) if y in CAT_DOG][: a.n_train]
         t = time.perf_counter()
         for _ in DataLoader(Subset(train_full, idx), batch_size=32):
             pass
         per_image = time.perf_counter() - t
     else:
         per_image = float("nan")
+
     def batched_seconds(transform) -> float:
         t = time.perf_counter()
         for i in range(0, len(train), 32):
-            transform(train.images[i:i + 32])
+            transform(train.images[i : i + 32])
         return time.perf_counter() - t
 
     fast = fast_preprocess(preprocess)
     batched_seconds(fast)  # warm-up
     if a.data_root:
-        out["same_images"] = check_same_images(Path(a.data_root) / "cifar-10-batches-py", a.jpeg_root, a.n_train, a.n_test)
+        out["same_images"] = check_same_images(
+            Path(a.data_root) / "cifar-10-batches-py", a.jpeg_root, a.n_train, a.n_test
+        )
     out["filter_breakdown"] = fb
-    out["transforms"] = {"n_images": len(train), "per_image_pil_dataloader": per_image,
-                         "batched_torchvision_preset": batched_seconds(preprocess), "batched_tlhelpers": batched_seconds(fast),
-                         "max_abs_difference": (preprocess(train.images[:64]) - fast(train.images[:64])).abs().max().item()}
+    out["transforms"] = {
+        "n_images": len(train),
+        "per_image_pil_dataloader": per_image,
+        "batched_torchvision_preset": batched_seconds(preprocess),
+        "batched_tlhelpers": batched_seconds(fast),
+        "max_abs_difference": (preprocess(train.images[:64]) - fast(train.images[:64])).abs().max().item(),
+    }
     preprocess = fast if a.fast_preprocess else preprocess
 
     # 3. The forward pass: a ladder of techniques, ms per image on preprocessed 224 px batches.
@@ -453,19 +500,22 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     tl.freeze(model)
     tl.unfreeze(model, "fc")
     n = a.forward_images
-    x = torch.cat([preprocess(train.images[i:i + 64]) for i in range(0, n, 64)])[:n]
+    x = torch.cat([preprocess(train.images[i : i + 64]) for i in range(0, n, 64)])[:n]
     y = train.labels[:n]
 
     def batches(bs: int, cl: bool = False, x: torch.Tensor = x) -> list[torch.Tensor]:
-        return [(x[i:i + bs].contiguous(memory_format=torch.channels_last) if cl else x[i:i + bs].contiguous())
-                for i in range(0, n, bs)]
+        return [
+            (x[i : i + bs].contiguous(memory_format=torch.channels_last) if cl else x[i : i + bs].contiguous())
+            for i in range(0, n, bs)
+        ]
 
     def anchor_step(net: nn.Module):  # what the anchor does per batch while training (BatchNorm in train mode)
         def fn(b: torch.Tensor) -> None:
             net.train()
             opt.zero_grad()
-            criterion(net(b), y[:len(b)]).backward()
+            criterion(net(b), y[: len(b)]).backward()
             opt.step()
+
         return fn
 
     def forward(net: nn.Module, ctx, bf16: bool):
@@ -473,9 +523,11 @@ def worker_ablate(a: argparse.Namespace) -> dict:
             net.eval()
             with ctx(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 net(b)
+
         return fn
 
     import copy
+
     plain = copy.deepcopy(model)  # no tlhelpers BatchNorm guard: the anchor's BatchNorm really runs in train mode
     for mod in plain.modules():
         mod._forward_pre_hooks.clear()
@@ -486,43 +538,74 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     bf16_ok = tl.device.fast_cpu_autocast()
     im = torch.inference_mode
     eb = a.embed_batch
-    configs = [("anchor: train-mode BN, autograd, fp32, batch 32", anchor_step(plain), batches(32)),
-               ("eval + no_grad, fp32, batch 32", forward(model, torch.no_grad, False), batches(32)),
-               ("eval + inference_mode, fp32, batch 32", forward(model, im, False), batches(32)),
-               ("+ channels_last input", forward(model, im, False), batches(32, True)),
-               ("+ channels_last weights too", forward(cl_weights, im, False), batches(32, True)),
-               ("+ BatchNorm folded into conv, fp32", forward(folded, im, False), batches(32, True))]
+    configs = [
+        ("anchor: train-mode BN, autograd, fp32, batch 32", anchor_step(plain), batches(32)),
+        ("eval + no_grad, fp32, batch 32", forward(model, torch.no_grad, False), batches(32)),
+        ("eval + inference_mode, fp32, batch 32", forward(model, im, False), batches(32)),
+        ("+ channels_last input", forward(model, im, False), batches(32, True)),
+        ("+ channels_last weights too", forward(cl_weights, im, False), batches(32, True)),
+        ("+ BatchNorm folded into conv, fp32", forward(folded, im, False), batches(32, True)),
+    ]
     if bf16_ok:
-        configs += [("bf16 autocast alone (contiguous, BN not folded), batch 32", forward(model, im, True), batches(32)),
-                    ("channels_last + bf16 autocast, batch 32", forward(model, im, True), batches(32, True)),
-                    ("channels_last + bf16 autocast, batch 16", forward(model, im, True), batches(16, True)),
-                    ("channels_last + bf16 autocast + BN folded, batch 32", forward(folded, im, True), batches(32, True))]
-        configs += [(f"channels_last + bf16 autocast + BN folded, batch {bs}", forward(folded, im, True), batches(bs, True))
-                    for bs in sorted({16, 64, eb} - {32})]
-        configs.append((f"channels_last + bf16 autocast + BN folded into bf16 weights (tl.embed), batch {eb}",
-                        forward(folded16, im, True), batches(eb, True)))
+        configs += [
+            ("bf16 autocast alone (contiguous, BN not folded), batch 32", forward(model, im, True), batches(32)),
+            ("channels_last + bf16 autocast, batch 32", forward(model, im, True), batches(32, True)),
+            ("channels_last + bf16 autocast, batch 16", forward(model, im, True), batches(16, True)),
+            ("channels_last + bf16 autocast + BN folded, batch 32", forward(folded, im, True), batches(32, True)),
+        ]
+        configs += [
+            (f"channels_last + bf16 autocast + BN folded, batch {bs}", forward(folded, im, True), batches(bs, True))
+            for bs in sorted({16, 64, eb} - {32})
+        ]
+        configs.append(
+            (
+                f"channels_last + bf16 autocast + BN folded into bf16 weights (tl.embed), batch {eb}",
+                forward(folded16, im, True),
+                batches(eb, True),
+            )
+        )
     int8 = int8_model(model, x[:32])
-    if int8 is not None:  # measured for comparison only: torch.ao.quantization is deprecated, the course does not use it
-        configs.append(("int8 static quantization (torch.ao, deprecated; not used), batch 32",
-                        forward(int8[0], im, False), batches(32, True)))
+    if (
+        int8 is not None
+    ):  # measured for comparison only: torch.ao.quantization is deprecated, the course does not use it
+        configs.append(
+            (
+                "int8 static quantization (torch.ao, deprecated; not used), batch 32",
+                forward(int8[0], im, False),
+                batches(32, True),
+            )
+        )
     ladder = ladder_ms(configs, a.reps)
     # Last, because it cannot be undone in this process: glibc keeps freed activation buffers for the next batch
     # (tl.device.reuse_freed_memory, which the course workflow above calls; every row above ran with glibc's default).
     if tl.device.reuse_freed_memory():
         best = folded16 if bf16_ok else folded
-        label = "channels_last + bf16 autocast + BN folded into bf16 weights" if bf16_ok else "channels_last + BN folded, fp32"
-        ladder += ladder_ms([(f"{label}, batch {eb}, + freed memory kept for reuse", forward(best, im, bf16_ok),
-                              batches(eb, True))], a.reps)
-    out["forward"] = {"n_images": n, "bf16_native": bf16_ok, "reps": a.reps, "ladder": ladder,
-                      "int8_quantize_seconds": int8[1] if int8 else None}
+        label = (
+            "channels_last + bf16 autocast + BN folded into bf16 weights"
+            if bf16_ok
+            else "channels_last + BN folded, fp32"
+        )
+        ladder += ladder_ms(
+            [(f"{label}, batch {eb}, + freed memory kept for reuse", forward(best, im, bf16_ok), batches(eb, True))],
+            a.reps,
+        )
+    out["forward"] = {
+        "n_images": n,
+        "bf16_native": bf16_ok,
+        "reps": a.reps,
+        "ladder": ladder,
+        "int8_quantize_seconds": int8[1] if int8 else None,
+    }
     del x, plain, cl_weights, folded, folded16, int8
 
     # 4. Feature caching: one uncached epoch of head training (backbone in the loop, fast path otherwise).
     loader = tl.make_loader(train, batch_size=32, shuffle=True, seed=0)
     t = time.perf_counter()
     tl.fit(model, loader, epochs=1, lr=1e-3, transform=preprocess, progress=False)
-    out["caching"] = {"uncached_epoch": time.perf_counter() - t,
-                      "note": "backbone forward every epoch (tl.fit, frozen backbone, same fast path); 10 epochs = 10x"}
+    out["caching"] = {
+        "uncached_epoch": time.perf_counter() - t,
+        "note": "backbone forward every epoch (tl.fit, frozen backbone, same fast path); 10 epochs = 10x",
+    }
 
     # 5. Precision: fp32 vs bf16 (vs int8, for comparison) features, same images, same head training.
     def head_accuracies(ftr: torch.Tensor, fte: torch.Tensor) -> dict:
@@ -530,7 +613,9 @@ def worker_ablate(a: argparse.Namespace) -> dict:
         for epochs in (1, 10):
             accs = []
             for seed in range(a.seeds):
-                h, _ = tl.fit_head(ftr, train.labels, 2, epochs=epochs, lr=1e-3, batch_size=32, seed=seed, progress=False)
+                h, _ = tl.fit_head(
+                    ftr, train.labels, 2, epochs=epochs, lr=1e-3, batch_size=32, seed=seed, progress=False
+                )
                 with torch.inference_mode():
                     accs.append((h(fte).argmax(1) == test.labels).float().mean().item())
             res[f"accuracy_epochs_{epochs}"] = accs
@@ -547,11 +632,22 @@ def worker_ablate(a: argparse.Namespace) -> dict:
     q = int8_model(model, preprocess(train.images[:32]))
     if q is not None:
         with torch.inference_mode():
-            ftr, fte = (torch.cat([q[0](preprocess(d.images[i:i + a.embed_batch]).contiguous(memory_format=torch.channels_last))
-                                   for i in range(0, len(d), a.embed_batch)]) for d in (train, test))
+            ftr, fte = (
+                torch.cat(
+                    [
+                        q[0](preprocess(d.images[i : i + a.embed_batch]).contiguous(memory_format=torch.channels_last))
+                        for i in range(0, len(d), a.embed_batch)
+                    ]
+                )
+                for d in (train, test)
+            )
         feats["int8"] = (ftr, fte)
-        prec["int8"] = {"embed_seconds": time.perf_counter() - t, "quantize_seconds": q[1], **head_accuracies(ftr, fte),
-                        "note": "torch.ao static quantization, x86 backend, calibrated on 32 train images; deprecated API"}
+        prec["int8"] = {
+            "embed_seconds": time.perf_counter() - t,
+            "quantize_seconds": q[1],
+            **head_accuracies(ftr, fte),
+            "note": "torch.ao static quantization, x86 backend, calibrated on 32 train images; deprecated API",
+        }
     for name in feats:
         cos = torch.nn.functional.cosine_similarity(feats["fp32"][0], feats[name][0], dim=1)
         prec[name]["cosine_to_fp32"] = {"mean": cos.mean().item(), "min": cos.min().item()}
@@ -562,13 +658,45 @@ def worker_ablate(a: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------- orchestration
 
+
 def worker_cmd(kind: str, a: argparse.Namespace, **over) -> list[str]:
-    o = {"course_only": a.course_only, "n_train": a.n_train, "n_test": a.n_test, "embed_batch": a.embed_batch, "seeds": a.seeds, "fold_bn": a.fold_bn,
-         "reps": a.reps, "fast_preprocess": a.fast_preprocess, "forward_images": a.forward_images, "probe_images": a.probe_images, **over}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind,
-           "--n-train", str(o["n_train"]), "--n-test", str(o["n_test"]), "--embed-batch", str(o["embed_batch"]),
-           "--seeds", str(o["seeds"]), "--fold-bn", str(o["fold_bn"]), "--fast-preprocess", str(o["fast_preprocess"]), "--reps", str(o["reps"]),
-           "--forward-images", str(o["forward_images"]), "--probe-images", str(o["probe_images"])]
+    o = {
+        "course_only": a.course_only,
+        "n_train": a.n_train,
+        "n_test": a.n_test,
+        "embed_batch": a.embed_batch,
+        "seeds": a.seeds,
+        "fold_bn": a.fold_bn,
+        "reps": a.reps,
+        "fast_preprocess": a.fast_preprocess,
+        "forward_images": a.forward_images,
+        "probe_images": a.probe_images,
+        **over,
+    }
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--n-train",
+        str(o["n_train"]),
+        "--n-test",
+        str(o["n_test"]),
+        "--embed-batch",
+        str(o["embed_batch"]),
+        "--seeds",
+        str(o["seeds"]),
+        "--fold-bn",
+        str(o["fold_bn"]),
+        "--fast-preprocess",
+        str(o["fast_preprocess"]),
+        "--reps",
+        str(o["reps"]),
+        "--forward-images",
+        str(o["forward_images"]),
+        "--probe-images",
+        str(o["probe_images"]),
+    ]
     if a.jpeg_root:
         cmd += ["--jpeg-root", str(a.jpeg_root)]
     for flag in ("native", "fp32", "course_only"):
@@ -595,8 +723,10 @@ def child_env(torch_home: Path | None = None) -> dict:
 
 # Runs a script file unchanged as __main__, then exits without interpreter teardown, as the workers do: with this
 # torch build (CUDA wheel) a normal exit alone adds ~100 MB to a process's peak RSS (measured: "import_baseline").
-RUN_AND_EXIT = "import os, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); " \
-               "sys.stdout.flush(); os._exit(0)"
+RUN_AND_EXIT = (
+    "import os, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+    "sys.stdout.flush(); os._exit(0)"
+)
 IMPORTS = "import torch, torchvision, tlhelpers"
 
 
@@ -612,15 +742,21 @@ def run_anchor(batches: Path, torch_home: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="tl-anchor-") as tmp:
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "cifar-10-batches-py").symlink_to(batches)
-        out, stats = run_child([sys.executable, "-c", RUN_AND_EXIT, str(ANCHOR_DIR / "seed_cifar_workflow.py")],
-                               cwd=Path(tmp), env=child_env(torch_home))
+        out, stats = run_child(
+            [sys.executable, "-c", RUN_AND_EXIT, str(ANCHOR_DIR / "seed_cifar_workflow.py")],
+            cwd=Path(tmp),
+            env=child_env(torch_home),
+        )
     m = re.search(r"(\{.*\})\s+test_accuracy\s+([0-9.]+)", out)
     if not m:
         raise RuntimeError(f"Unexpected anchor output: {out[-500:]}")
     phases = eval(m.group(1), {})  # the anchor prints a dict literal of floats
     phases["setup"] = phases["total"] - phases["filter"] - phases["train_1_epoch"] - phases["eval"]
-    return {"phases": {k: phases[k] for k in ("filter", "setup", "train_1_epoch", "eval", "total")},
-            "test_accuracy": float(m.group(2)), **stats}
+    return {
+        "phases": {k: phases[k] for k in ("filter", "setup", "train_1_epoch", "eval", "total")},
+        "test_accuracy": float(m.group(2)),
+        **stats,
+    }
 
 
 def run_course(a: argparse.Namespace, env: dict | None = None, **over) -> dict:
@@ -639,8 +775,11 @@ def summarize(r: dict) -> dict:
     t = {}
     if an:
         t["total_speedup"] = {"value": r["speedup"]["total"], "target": ">= 5", "met": r["speedup"]["total"] >= 5}
-        t["accuracy"] = {"value": f"{co['test_accuracy']:.3f} vs {an['test_accuracy']:.3f}", "target": "equal within noise or better",
-                         "met": r["accuracy_noise"]["within_noise"]}
+        t["accuracy"] = {
+            "value": f"{co['test_accuracy']:.3f} vs {an['test_accuracy']:.3f}",
+            "target": "equal within noise or better",
+            "met": r["accuracy_noise"]["within_noise"],
+        }
     ratio = co["train_10_epochs"] / co["phases"]["train_1_epoch"]
     t["ten_epochs_over_one"] = {"value": ratio, "target": "<= 1.2", "met": ratio <= 1.2}
     gb = co["peak_rss_mb"] / 1000
@@ -651,11 +790,15 @@ def summarize(r: dict) -> dict:
         ladder = {x["config"]: x["ms_per_image"] for x in fw["ladder"] if "int8" not in x["config"]}  # int8: not used
         best = min(ladder.values())
         n_img = r["config"]["n_train"] + r["config"]["n_test"]
-        r["floor"] = {"ms_per_image": best, "best_config": min(ladder, key=ladder.get), "n_images": n_img,
-                      "seconds": best * n_img / 1000,
-                      "fp32_seconds": ladder["eval + inference_mode, fp32, batch 32"] * n_img / 1000,
-                      "course_total_over_floor": co["phases"]["total"] / (best * n_img / 1000),
-                      "course_forward_seconds": co["embed_train"] + co["phases"]["eval"]}
+        r["floor"] = {
+            "ms_per_image": best,
+            "best_config": min(ladder, key=ladder.get),
+            "n_images": n_img,
+            "seconds": best * n_img / 1000,
+            "fp32_seconds": ladder["eval + inference_mode, fp32, batch 32"] * n_img / 1000,
+            "course_total_over_floor": co["phases"]["total"] / (best * n_img / 1000),
+            "course_forward_seconds": co["embed_train"] + co["phases"]["eval"],
+        }
     return r
 
 
@@ -665,122 +808,204 @@ def fmt(v, nd: int = 2) -> str:
 
 def markdown(r: dict) -> str:
     c = r["config"]
-    lines = [f"# Performance: the source's cat-vs-dog workflow vs the course's", "",
-             f"One run on {r['machine']['cpu']} ({r['machine']['threads']} threads, torch {r['machine']['torch']}), "
-             f"{r['timestamp']}. Weights: {r['weights']['name']}"
-             + (" — PROVISIONAL random weights: accuracies meaningless." if r["weights"]["provisional"] else "."), "",
-             f"{c['n_train']} train / {c['n_test']} test images ({c['selection']}), ResNet18 at {c['image_size']} px, "
-             f"batch {c['batch_size']}, Adam {c['lr']}, {c['epochs']} epoch of feature extraction.", "",
-             "| workflow | filter/load s | setup s | train 1 epoch s | eval s | total s | peak RSS MB | test acc |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    rows = [("anchor (source text)", r.get("anchor")), ("course (tlhelpers)", r["course"]),
-            ("course, backbone's own preprocessing", r.get("course_native"))]
+    lines = [
+        "# Performance: the source's cat-vs-dog workflow vs the course's",
+        "",
+        f"One run on {r['machine']['cpu']} ({r['machine']['threads']} threads, torch {r['machine']['torch']}), "
+        f"{r['timestamp']}. Weights: {r['weights']['name']}"
+        + (" — PROVISIONAL random weights: accuracies meaningless." if r["weights"]["provisional"] else "."),
+        "",
+        f"{c['n_train']} train / {c['n_test']} test images ({c['selection']}), ResNet18 at {c['image_size']} px, "
+        f"batch {c['batch_size']}, Adam {c['lr']}, {c['epochs']} epoch of feature extraction.",
+        "",
+        "| workflow | filter/load s | setup s | train 1 epoch s | eval s | total s | peak RSS MB | test acc |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [
+        ("anchor (source text)", r.get("anchor")),
+        ("course (tlhelpers)", r["course"]),
+        ("course, backbone's own preprocessing", r.get("course_native")),
+    ]
     for name, x in rows:
         if x:
             p = x["phases"]
-            lines.append(f"| {name} | {fmt(p['filter'])} | {fmt(p['setup'])} | {fmt(p['train_1_epoch'])} | {fmt(p['eval'])} | "
-                         f"{fmt(p['total'])} | {x['peak_rss_mb']:.0f} | {x['test_accuracy']:.3f} |")
+            lines.append(
+                f"| {name} | {fmt(p['filter'])} | {fmt(p['setup'])} | {fmt(p['train_1_epoch'])} | {fmt(p['eval'])} | "
+                f"{fmt(p['total'])} | {x['peak_rss_mb']:.0f} | {x['test_accuracy']:.3f} |"
+            )
     if "speedup" in r:
         s = r["speedup"]
-        lines.append(f"| **speedup** | {s['filter']:.0f}x | | {s['train_1_epoch']:.1f}x | {s['eval']:.1f}x | "
-                     f"**{s['total']:.1f}x** | | |")
+        lines.append(
+            f"| **speedup** | {s['filter']:.0f}x | | {s['train_1_epoch']:.1f}x | {s['eval']:.1f}x | "
+            f"**{s['total']:.1f}x** | | |"
+        )
     lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
     for k, v in r["targets"].items():
         val = v["value"] if isinstance(v["value"], str) else f"{v['value']:.2f}"
         lines.append(f"| {k} | {val} | {v['target']} | {'yes' if v['met'] else '**no**'} |")
     co = r["course"]
-    lines += ["", f"Course, 10 head epochs on cached features: {co['train_10_epochs']:.2f} s "
-              f"(feature extraction {co['embed_train']:.2f} s + 10 head epochs {co['head_10_epochs']:.3f} s), "
-              f"test accuracy {co['test_accuracy_10_epochs']:.3f}. Accuracy over {len(co['accuracy_by_seed']['epochs_1'])} "
-              f"head seeds: 1 epoch {np.mean(co['accuracy_by_seed']['epochs_1']):.3f} ± {np.std(co['accuracy_by_seed']['epochs_1']):.3f}, "
-              f"10 epochs {np.mean(co['accuracy_by_seed']['epochs_10']):.3f} ± {np.std(co['accuracy_by_seed']['epochs_10']):.3f}."]
+    lines += [
+        "",
+        f"Course, 10 head epochs on cached features: {co['train_10_epochs']:.2f} s "
+        f"(feature extraction {co['embed_train']:.2f} s + 10 head epochs {co['head_10_epochs']:.3f} s), "
+        f"test accuracy {co['test_accuracy_10_epochs']:.3f}. Accuracy over {len(co['accuracy_by_seed']['epochs_1'])} "
+        f"head seeds: 1 epoch {np.mean(co['accuracy_by_seed']['epochs_1']):.3f} ± "
+        f"{np.std(co['accuracy_by_seed']['epochs_1']):.3f}, "
+        f"10 epochs {np.mean(co['accuracy_by_seed']['epochs_10']):.3f} ± "
+        f"{np.std(co['accuracy_by_seed']['epochs_10']):.3f}.",
+    ]
     if "accuracy_noise" in r:
-        lines.append(f"Binomial standard error of the anchor–course accuracy difference on {c['n_test']} test images: "
-                     f"{r['accuracy_noise']['se_difference']:.3f}.")
+        lines.append(
+            f"Binomial standard error of the anchor–course accuracy difference on {c['n_test']} test images: "
+            f"{r['accuracy_noise']['se_difference']:.3f}."
+        )
     if "floor" in r:
         f = r["floor"]
-        lines += ["", f"**Floor**: one backbone forward over the {f['n_images']} images at the best measured setting "
-                  f"({f['best_config']}, {f['ms_per_image']:.2f} ms/image) = {f['seconds']:.1f} s (fp32 inference_mode: "
-                  f"{f['fp32_seconds']:.1f} s). The course workflow's total is {f['course_total_over_floor']:.2f}x the floor "
-                  f"(its two embed calls take {f['course_forward_seconds']:.1f} s)."]
+        lines += [
+            "",
+            f"**Floor**: one backbone forward over the {f['n_images']} images at the best measured setting "
+            f"({f['best_config']}, {f['ms_per_image']:.2f} ms/image) = {f['seconds']:.1f} s (fp32 inference_mode: "
+            f"{f['fp32_seconds']:.1f} s). The course workflow's total is {f['course_total_over_floor']:.2f}x the floor "
+            f"(its two embed calls take {f['course_forward_seconds']:.1f} s).",
+        ]
     tq = r.get("techniques")
     if tq:
         fb, tr = tq["filter_breakdown"], tq["transforms"]
         lines += ["", "## What each technique bought", "", "| technique | before | after |", "|---|---|---|"]
         if "anchor" in r:
-            lines.append(f"| label filtering without decoding | anchor's filter loop {r['anchor']['phases']['filter']:.1f} s "
-                         f"(decodes + resizes all 60,000) | labels only {fb['labels_only_select'] * 1000:.0f} ms + decode the "
-                         f"{fb['n_selected']} chosen JPEGs {fb['decode_selected']:.2f} s |")
-        lines.append(f"| batched tensor transforms ({tr['n_images']} images to 224 px) | per-image PIL via DataLoader "
-                     f"{fmt(tr['per_image_pil_dataloader'])} s | torchvision preset on batches "
-                     f"{tr['batched_torchvision_preset']:.2f} s; tlhelpers BatchPreprocess (normalize at 32 px, resize last) "
-                     f"{tr['batched_tlhelpers']:.2f} s (max difference {tr['max_abs_difference']:.4f}) |")
+            lines.append(
+                f"| label filtering without decoding | anchor's filter loop {r['anchor']['phases']['filter']:.1f} s "
+                f"(decodes + resizes all 60,000) | labels only {fb['labels_only_select'] * 1000:.0f} ms + decode the "
+                f"{fb['n_selected']} chosen JPEGs {fb['decode_selected']:.2f} s |"
+            )
+        lines.append(
+            f"| batched tensor transforms ({tr['n_images']} images to 224 px) | per-image PIL via DataLoader "
+            f"{fmt(tr['per_image_pil_dataloader'])} s | torchvision preset on batches "
+            f"{tr['batched_torchvision_preset']:.2f} s; tlhelpers BatchPreprocess (normalize at 32 px, resize last) "
+            f"{tr['batched_tlhelpers']:.2f} s (max difference {tr['max_abs_difference']:.4f}) |"
+        )
         ca = tq["caching"]
         if "anchor" in r:
-            lines.append(f"| feature caching (10 epochs) | 10 x uncached epoch {ca['uncached_epoch']:.1f} s = "
-                         f"{10 * ca['uncached_epoch']:.0f} s (estimated) | {co['train_10_epochs']:.1f} s measured |")
+            lines.append(
+                f"| feature caching (10 epochs) | 10 x uncached epoch {ca['uncached_epoch']:.1f} s = "
+                f"{10 * ca['uncached_epoch']:.0f} s (estimated) | {co['train_10_epochs']:.1f} s measured |"
+            )
         b = tq["precision"]
-        lines.append(f"| bf16 autocast: features for {c['n_train'] + c['n_test']} images | fp32 {b['fp32']['embed_seconds']:.1f} s, "
-                     f"acc {np.mean(b['fp32']['accuracy_epochs_10']):.3f} (10 ep, mean of seeds) | bf16 {b['bf16']['embed_seconds']:.1f} s, "
-                     f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine to fp32 {b['bf16']['cosine_to_fp32']['mean']:.4f} |")
+        lines.append(
+            f"| bf16 autocast: features for {c['n_train'] + c['n_test']} images | fp32 "
+            f"{b['fp32']['embed_seconds']:.1f} s, "
+            f"acc {np.mean(b['fp32']['accuracy_epochs_10']):.3f} (10 ep, mean of seeds) | bf16 "
+            f"{b['bf16']['embed_seconds']:.1f} s, "
+            f"acc {np.mean(b['bf16']['accuracy_epochs_10']):.3f}; feature cosine to fp32 "
+            f"{b['bf16']['cosine_to_fp32']['mean']:.4f} |"
+        )
         lad_ms = {x["config"]: x["ms_per_image"] for x in tq["forward"]["ladder"]}
 
         def ladder_row(word: str, kept: bool = False) -> float | None:
             return next((v for k, v in lad_ms.items() if word in k and ("freed memory kept" in k) == kept), None)
+
         unfolded = ladder_row("channels_last + bf16 autocast, batch 16")
         folded = ladder_row("BN folded into bf16 weights (tl.embed)")
         kept = ladder_row("", kept=True)
         if unfolded and folded:
-            lines.append(f"| BatchNorm folded into the convolutions (bf16 weights), batch 16 | {unfolded:.2f} ms/image | "
-                         f"{folded:.2f} ms/image (ladder below) |")
+            lines.append(
+                f"| BatchNorm folded into the convolutions (bf16 weights), batch 16 | {unfolded:.2f} ms/image | "
+                f"{folded:.2f} ms/image (ladder below) |"
+            )
         no_tune = [x for x in tq.get("course_settings", []) if x.get("reuse_freed_memory") is False]
         if kept and folded:
             after = f"{kept:.2f} ms/image"
             if no_tune and co.get("reuse_freed_memory"):
-                after += (f"; course total {co['phases']['total']:.2f} s vs {no_tune[0]['total']:.2f} s without it "
-                          "(TLHELPERS_MALLOC_TUNE=0, one run each)")
-            lines.append(f"| glibc malloc keeps freed activation buffers for the next batch (tl.device.reuse_freed_memory(), opt-in) | "
-                         f"{folded:.2f} ms/image | {after} |")
+                after += (
+                    f"; course total {co['phases']['total']:.2f} s vs {no_tune[0]['total']:.2f} s without it "
+                    "(TLHELPERS_MALLOC_TUNE=0, one run each)"
+                )
+            lines.append(
+                f"| glibc malloc keeps freed activation buffers for the next batch (tl.device.reuse_freed_memory(), "
+                f"opt-in) | "
+                f"{folded:.2f} ms/image | {after} |"
+            )
         if "int8" in b:
-            lines.append(f"| int8 static quantization (not used: deprecated torch.ao API) | fp32 as above | int8 "
-                         f"{b['int8']['embed_seconds']:.1f} s incl. {b['int8']['quantize_seconds']:.1f} s to quantize, acc "
-                         f"{np.mean(b['int8']['accuracy_epochs_10']):.3f}; cosine to fp32 {b['int8']['cosine_to_fp32']['mean']:.4f} |")
+            lines.append(
+                f"| int8 static quantization (not used: deprecated torch.ao API) | fp32 as above | int8 "
+                f"{b['int8']['embed_seconds']:.1f} s incl. {b['int8']['quantize_seconds']:.1f} s to quantize, acc "
+                f"{np.mean(b['int8']['accuracy_epochs_10']):.3f}; cosine to fp32 "
+                f"{b['int8']['cosine_to_fp32']['mean']:.4f} |"
+            )
         fw = tq["forward"]
         lad = fw["ladder"]
         base = next(x["ms_per_image"] for x in lad if x["config"].startswith("eval + inference_mode, fp32"))
-        lines += ["", f"Backbone forward at 224 px, ms per image (best of {fw['reps']} interleaved rounds over "
-                  f"{fw['n_images']} images; lower is better):", "",
-                  "| configuration | ms/image | vs fp32 inference_mode |", "|---|---:|---:|"]
+        lines += [
+            "",
+            f"Backbone forward at 224 px, ms per image (best of {fw['reps']} interleaved rounds over "
+            f"{fw['n_images']} images; lower is better):",
+            "",
+            "| configuration | ms/image | vs fp32 inference_mode |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {x['config']} | {x['ms_per_image']:.2f} | {base / x['ms_per_image']:.2f}x |" for x in lad]
         if "course_settings" in tq:
-            lines += ["", "Course workflow settings (each its own process; one run each):", "",
-                      "| embed batch | BN folded | preprocessing | freed memory kept | total s | train 1 epoch s | eval s | peak RSS MB | test acc |",
-                      "|---:|---|---|---|---:|---:|---:|---:|---:|"]
-            lines += [f"| {x['embed_batch']} | {x['fold_bn']} | {'BatchPreprocess' if x['fast_preprocess'] else 'torchvision preset'} | "
-                      f"{x.get('reuse_freed_memory', '-')} | "
-                      f"{x['total']:.2f} | {x['train_1_epoch']:.2f} | {x['eval']:.2f} | {x['peak_rss_mb']:.0f} | {x['test_accuracy']:.3f} |"
-                      for x in tq["course_settings"]]
+            lines += [
+                "",
+                "Course workflow settings (each its own process; one run each):",
+                "",
+                "| embed batch | BN folded | preprocessing | freed memory kept | total s | train 1 epoch s | eval s | "
+                "peak RSS MB | test acc |",
+                "|---:|---|---|---|---:|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {x['embed_batch']} | {x['fold_bn']} | "
+                f"{'BatchPreprocess' if x['fast_preprocess'] else 'torchvision preset'} | "
+                f"{x.get('reuse_freed_memory', '-')} | "
+                f"{x['total']:.2f} | {x['train_1_epoch']:.2f} | {x['eval']:.2f} | {x['peak_rss_mb']:.0f} | "
+                f"{x['test_accuracy']:.3f} |"
+                for x in tq["course_settings"]
+            ]
         if "import_baseline" in tq:
             ib = tq["import_baseline"]
-            lines += ["", f"Memory floor: a process that only imports torch, torchvision and tlhelpers peaks at "
-                      f"{ib['peak_rss_mb']:.0f} MB ({ib['peak_rss_mb_with_normal_exit']:.0f} MB if Python exits normally: "
-                      f"the workflows are measured up to their end, without the teardown)."]
+            lines += [
+                "",
+                f"Memory floor: a process that only imports torch, torchvision and tlhelpers peaks at "
+                f"{ib['peak_rss_mb']:.0f} MB ({ib['peak_rss_mb_with_normal_exit']:.0f} MB if Python exits normally: "
+                f"the workflows are measured up to their end, without the teardown).",
+            ]
         if "ms_per_image_to_pil_resize_normalize" in fb:
-            lines += ["", f"Why the anchor's filter is slow: `dataset[i]` builds a PIL image ({fb['ms_per_image_to_pil']:.3f} ms) "
-                      f"and runs Resize(224)+ToTensor+Normalize ({fb['ms_per_image_to_pil_resize_normalize']:.2f} ms in total per "
-                      f"image), only for the loop to read the label: x 60,000 = {fb['estimated_loop_60000']:.0f} s estimated. "
-                      f"Reading `dataset.targets` for all 50,000 takes {fb['targets_lookup'] * 1000:.1f} ms."]
+            lines += [
+                "",
+                f"Why the anchor's filter is slow: `dataset[i]` builds a PIL image ({fb['ms_per_image_to_pil']:.3f} "
+                f"ms) "
+                f"and runs Resize(224)+ToTensor+Normalize ({fb['ms_per_image_to_pil_resize_normalize']:.2f} ms in "
+                f"total per "
+                f"image), only for the loop to read the label: x 60,000 = {fb['estimated_loop_60000']:.0f} s "
+                f"estimated. "
+                f"Reading `dataset.targets` for all 50,000 takes {fb['targets_lookup'] * 1000:.1f} ms.",
+            ]
         if "same_images" in tq:
             si = tq["same_images"]
-            lines += ["", "Same images: " + "; ".join(f"{k}: labels equal {v['labels_equal']}, max pixel diff "
-                                                     f"{v['max_abs_pixel_diff']} (PIL vs torchvision JPEG decode)" for k, v in si.items())]
+            lines += [
+                "",
+                "Same images: "
+                + "; ".join(
+                    f"{k}: labels equal {v['labels_equal']}, max pixel diff "
+                    f"{v['max_abs_pixel_diff']} (PIL vs torchvision JPEG decode)"
+                    for k, v in si.items()
+                ),
+            ]
     sc = r.get("scaling")
     if sc:
-        lines += ["", "## Scaling (total seconds vs training images, 200 test images)", "",
-                  "| n_train | anchor s | course s | course peak RSS MB |", "|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Scaling (total seconds vs training images, 200 test images)",
+            "",
+            "| n_train | anchor s | course s | course peak RSS MB |",
+            "|---:|---:|---:|---:|",
+        ]
         an = {x["n_train"]: x for x in sc.get("anchor", [])}
         for x in sc["course"]:
-            lines.append(f"| {x['n_train']} | {fmt(an.get(x['n_train'], {}).get('total'), 1)} | {x['total']:.1f} | {x['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {x['n_train']} | {fmt(an.get(x['n_train'], {}).get('total'), 1)} | {x['total']:.1f} | "
+                f"{x['peak_rss_mb']:.0f} |"
+            )
         lines += ["", sc["method"], "", "![scaling](perf_scaling.png)"]
     return "\n".join(lines) + "\n"
 
@@ -792,7 +1017,10 @@ def plot_scaling(sc: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, style in (("anchor", "source text's workflow (anchor)", "o-"), ("course", "course (tlhelpers)", "s-")):
+    for key, label, style in (
+        ("anchor", "source text's workflow (anchor)", "o-"),
+        ("course", "course (tlhelpers)", "s-"),
+    ):
         rows = sc.get(key) or []
         if rows:
             ax.plot([x["n_train"] for x in rows], [x["total"] for x in rows], style, label=label)
@@ -820,15 +1048,28 @@ def main(a: argparse.Namespace) -> dict:
     prep = last_json(o)
     a.jpeg_root = Path(prep["jpeg_root"])
     r: dict = {
-        "schema": SCHEMA, "timestamp": time.strftime("%Y-%m-%d %H:%M"),
+        "schema": SCHEMA,
+        "timestamp": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/perf_workflow.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": cpu_name(), **prep["machine"], "avx512_bf16": has_cpu_flag("avx512_bf16"),
-                    "amx": has_cpu_flag("amx_bf16")},
+        "machine": {
+            "cpu": cpu_name(),
+            **prep["machine"],
+            "avx512_bf16": has_cpu_flag("avx512_bf16"),
+            "amx": has_cpu_flag("amx_bf16"),
+        },
         "weights": prep["weights"],
-        "config": {"n_train": a.n_train, "n_test": a.n_test, "image_size": 224, "batch_size": 32, "lr": 1e-3,
-                   "epochs": 1, "embed_batch": a.embed_batch, "fold_bn": bool(a.fold_bn),
-                   "fast_preprocess": bool(a.fast_preprocess),
-                   "selection": "the anchor's first cat/dog indices in batch file order (same images)"},
+        "config": {
+            "n_train": a.n_train,
+            "n_test": a.n_test,
+            "image_size": 224,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "epochs": 1,
+            "embed_batch": a.embed_batch,
+            "fold_bn": bool(a.fold_bn),
+            "fast_preprocess": bool(a.fast_preprocess),
+            "selection": "the anchor's first cat/dog indices in batch file order (same images)",
+        },
     }
     batches = torch_home = None
     if not a.course_only:
@@ -846,13 +1087,26 @@ def main(a: argparse.Namespace) -> dict:
         r["techniques"] = last_json(o)
         print("course settings ...", flush=True)
         sweep = []
-        for over in ({"embed_batch": 16}, {"embed_batch": 32}, {"embed_batch": 64}, {"fold_bn": 1 - a.fold_bn},
-                     {"fast_preprocess": 1 - a.fast_preprocess}, {"env": {"TLHELPERS_MALLOC_TUNE": "0"}}):
+        for over in (
+            {"embed_batch": 16},
+            {"embed_batch": 32},
+            {"embed_batch": 64},
+            {"fold_bn": 1 - a.fold_bn},
+            {"fast_preprocess": 1 - a.fast_preprocess},
+            {"env": {"TLHELPERS_MALLOC_TUNE": "0"}},
+        ):
             c = run_course(a, selection="anchor", seeds=1, **over)
-            sweep.append({"embed_batch": c["embed_options"]["batch_size"], "fold_bn": c["embed_options"]["fold_bn"],
-                          "fast_preprocess": "BatchPreprocess" in c["preprocess"],
-                          "reuse_freed_memory": c.get("reuse_freed_memory"), **c["phases"],
-                          "peak_rss_mb": c["peak_rss_mb"], "test_accuracy": c["test_accuracy"]})
+            sweep.append(
+                {
+                    "embed_batch": c["embed_options"]["batch_size"],
+                    "fold_bn": c["embed_options"]["fold_bn"],
+                    "fast_preprocess": "BatchPreprocess" in c["preprocess"],
+                    "reuse_freed_memory": c.get("reuse_freed_memory"),
+                    **c["phases"],
+                    "peak_rss_mb": c["peak_rss_mb"],
+                    "test_accuracy": c["test_accuracy"],
+                }
+            )
         r["techniques"]["course_settings"] = sweep
         r["techniques"]["import_baseline"] = import_baseline()
         write(summarize(r), out)
@@ -862,19 +1116,29 @@ def main(a: argparse.Namespace) -> dict:
             print("scaling: anchor ...", flush=True)
             with tempfile.TemporaryDirectory(prefix="tl-anchor-") as tmp:
                 (Path(tmp) / "cifar-10-batches-py").symlink_to(batches)
-                o, _ = run_child(worker_cmd("anchor-scaling", a, data_root=tmp, sizes=a.sizes), env=child_env(torch_home))
+                o, _ = run_child(
+                    worker_cmd("anchor-scaling", a, data_root=tmp, sizes=a.sizes), env=child_env(torch_home)
+                )
             sc["anchor"] = last_json(o)["rows"]
         print("scaling: course ...", flush=True)
         sc["course"] = []
         for n in a.sizes:
             c = run_course(a, selection="balanced", n_train=n, seeds=1)
-            sc["course"].append({"n_train": c["n_train"], **c["phases"], "peak_rss_mb": c["peak_rss_mb"],
-                                 "test_accuracy": c["test_accuracy"]})
-        sc["method"] = ("Anchor: a parameterised copy of its logic in this script (the anchor file itself is never "
-                        "modified); its filter loop enumerates all 60,000 images whatever the size, so it is run once and "
-                        "its measured time counted at every size; setup, one training epoch over the first n cat/dog "
-                        "images and eval on 200 are measured per size. Course: tlhelpers' balanced seeded subset "
-                        "(load_cifar_pair), one subprocess per size, all phases measured.")
+            sc["course"].append(
+                {
+                    "n_train": c["n_train"],
+                    **c["phases"],
+                    "peak_rss_mb": c["peak_rss_mb"],
+                    "test_accuracy": c["test_accuracy"],
+                }
+            )
+        sc["method"] = (
+            "Anchor: a parameterised copy of its logic in this script (the anchor file itself is never "
+            "modified); its filter loop enumerates all 60,000 images whatever the size, so it is run once and "
+            "its measured time counted at every size; setup, one training epoch over the first n cat/dog "
+            "images and eval on 200 are measured per size. Course: tlhelpers' balanced seeded subset "
+            "(load_cifar_pair), one subprocess per size, all phases measured."
+        )
         r["scaling"] = sc
         plot_scaling(sc, out / "perf_scaling.png")
         write(r, out)
@@ -885,17 +1149,33 @@ def main(a: argparse.Namespace) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
-    p.add_argument("--jpeg-root", type=Path, default=None,
-                   help="the unpacked CIFAR-10 JPEG tree (default: tlhelpers' cache, $TLHELPERS_CIFAR_DIR)")
+    p.add_argument(
+        "--jpeg-root",
+        type=Path,
+        default=None,
+        help="the unpacked CIFAR-10 JPEG tree (default: tlhelpers' cache, $TLHELPERS_CIFAR_DIR)",
+    )
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--embed-batch", type=int, default=16, help="batch size of the course's frozen-backbone forward")
-    p.add_argument("--fast-preprocess", type=int, choices=[0, 1], default=1,
-                   help="course: tlhelpers.embed.BatchPreprocess instead of torchvision's preset")
-    p.add_argument("--fold-bn", type=int, choices=[0, 1], default=1,
-                   help="course: fold BatchNorm into the convolutions for embedding (tl.embed's default)")
+    p.add_argument(
+        "--fast-preprocess",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="course: tlhelpers.embed.BatchPreprocess instead of torchvision's preset",
+    )
+    p.add_argument(
+        "--fold-bn",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="course: fold BatchNorm into the convolutions for embedding (tl.embed's default)",
+    )
     p.add_argument("--seeds", type=int, default=10, help="head seeds for the accuracy spread")
-    p.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 4000, 10000], help="training-set sizes to scale over")
+    p.add_argument(
+        "--sizes", type=int, nargs="+", default=[250, 1000, 4000, 10000], help="training-set sizes to scale over"
+    )
     p.add_argument("--course-only", action="store_true", help="skip the anchor (smoke test; no rebuilt batches needed)")
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--no-scaling", action="store_true")
@@ -916,8 +1196,14 @@ if __name__ == "__main__":
     if args.worker:
         if args.worker != "prepare" and args.jpeg_root is None:
             from tlhelpers.data import cifar_dir
+
             args.jpeg_root = cifar_dir()
-        fn = {"prepare": worker_prepare, "course": worker_course, "ablate": worker_ablate, "anchor-scaling": worker_anchor_scaling}[args.worker]
+        fn = {
+            "prepare": worker_prepare,
+            "course": worker_course,
+            "ablate": worker_ablate,
+            "anchor-scaling": worker_anchor_scaling,
+        }[args.worker]
         print(json.dumps(fn(args), default=float), flush=True)
         os._exit(0)  # skip interpreter teardown: with this torch build it alone raises peak RSS by ~100 MB
     else:

@@ -12,6 +12,7 @@ pooled on a 2x2 grid. Writes benchmarks/results/pretrain_levers.json and prints 
 
 About 20-25 minutes per recipe on a 2-core CPU at 8 epochs; checkpoints already in ``--work`` are reused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import tlhelpers as tl  # noqa: E402
 from probe_levers import features, probe  # noqa: E402
+
+import tlhelpers as tl  # noqa: E402
 from tlhelpers.pretrain import pretrain  # noqa: E402
 
 RECIPES = {  # name: (label_smoothing, min_scale)
@@ -39,8 +41,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--work", type=Path, default=Path("/tmp/pretrain_levers"), help="where the checkpoints go")
-    p.add_argument("--recipes", type=int, nargs="+", default=list(range(len(RECIPES))),
-                   help="which recipes to run, by position in RECIPES (default: all)")
+    p.add_argument(
+        "--recipes",
+        type=int,
+        nargs="+",
+        default=list(range(len(RECIPES))),
+        help="which recipes to run, by position in RECIPES (default: all)",
+    )
     args = p.parse_args()
     train = tl.load_cifar_split("train", ("cat", "dog"), n=1000, seed=0)
     test = tl.load_cifar_split("test", ("cat", "dog"))
@@ -56,18 +63,32 @@ def main() -> None:
         t0 = time.perf_counter()
         fa, fb = features(model, train.images, 64, False), features(model, test.images, 64, False)
         probes = {k: probe(fa[k], train.labels.numpy(), fb[k], test.labels.numpy())[0] for k in PROBED}
-        rows.append({"recipe": name, "label_smoothing": ls, "min_scale": ms, "epochs": args.epochs,
-                     "source_test_accuracy": meta["source_test_accuracy"], "train_seconds": meta["train_seconds"],
-                     "probe": probes, "probe_seconds": round(time.perf_counter() - t0, 1)})
+        rows.append(
+            {
+                "recipe": name,
+                "label_smoothing": ls,
+                "min_scale": ms,
+                "epochs": args.epochs,
+                "source_test_accuracy": meta["source_test_accuracy"],
+                "train_seconds": meta["train_seconds"],
+                "probe": probes,
+                "probe_seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     res = ROOT / "benchmarks" / "results" / "pretrain_levers.json"
-    res.write_text(json.dumps({"train_images": len(train), "test_images": len(test), "size": 64,
-                               "rows": rows}, indent=1) + "\n")
-    print(f"\n| recipe ({args.epochs} epochs) | 8-class test | minutes | cat/dog probe, 512-d embedding "
-          "| cat/dog probe, layer3 2x2 grid |\n|---|---:|---:|---:|---:|")
+    res.write_text(
+        json.dumps({"train_images": len(train), "test_images": len(test), "size": 64, "rows": rows}, indent=1) + "\n"
+    )
+    print(
+        f"\n| recipe ({args.epochs} epochs) | 8-class test | minutes | cat/dog probe, 512-d embedding "
+        "| cat/dog probe, layer3 2x2 grid |\n|---|---:|---:|---:|---:|"
+    )
     for r in rows:
-        print(f"| {r['recipe']} | {r['source_test_accuracy']:.1%} | {r['train_seconds'] / 60:.0f} "
-              f"| {r['probe']['layer4 avg']:.1%} | {r['probe']['layer3 2x2']:.1%} |")
+        print(
+            f"| {r['recipe']} | {r['source_test_accuracy']:.1%} | {r['train_seconds'] / 60:.0f} "
+            f"| {r['probe']['layer4 avg']:.1%} | {r['probe']['layer3 2x2']:.1%} |"
+        )
     print(f"written to {res.relative_to(ROOT)}")
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures. Tests run offline on the real CIFAR-10 images of the course archive."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,10 @@ def cifar_root() -> Path:
     root = cifar_dir()
     if not (root / "train").is_dir():
         if not ARCHIVE.is_file():
-            pytest.fail(f"CIFAR-10 JPEG tree missing at {root} and no archive at {ARCHIVE}: "
-                        "run `python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz` (or set TLHELPERS_ARCHIVE)")
+            pytest.fail(
+                f"CIFAR-10 JPEG tree missing at {root} and no archive at {ARCHIVE}: "
+                "run `python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz` (or set TLHELPERS_ARCHIVE)"
+            )
         unpack_archive(ARCHIVE, root)
     return root
 

@@ -2,6 +2,7 @@
 
 Checks the result files' structure and sanity, never timings (CI machines vary).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,24 @@ def test_anchor_selection_is_first_cats_and_dogs(cifar_root):
 
 
 def test_course_side_writes_sane_results(cifar_root, tmp_path):
-    cmd = [sys.executable, str(SCRIPT), "--course-only", "--no-ablation", "--n-train", "40", "--n-test", "20",
-           "--sizes", "16", "--seeds", "2", "--jpeg-root", str(cifar_root), "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--course-only",
+        "--no-ablation",
+        "--n-train",
+        "40",
+        "--n-test",
+        "20",
+        "--sizes",
+        "16",
+        "--seeds",
+        "2",
+        "--jpeg-root",
+        str(cifar_root),
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads((tmp_path / "perf.json").read_text())
@@ -142,8 +159,10 @@ def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
     from tlhelpers.embed import BatchPreprocess, fast_preprocess
 
     images = cat_dog[1].images[:16]
-    for preset in (ImageClassification(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
-                   ImageClassification(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3)):  # downscaled
+    for preset in (
+        ImageClassification(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
+        ImageClassification(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3),
+    ):  # downscaled
         fast = fast_preprocess(preset)
         assert isinstance(fast, BatchPreprocess)
         ref, out = preset(images), fast(images)

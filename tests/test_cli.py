@@ -1,4 +1,5 @@
 """`python -m tlhelpers doctor | prefetch | bundle`: offline messages, exit codes, bundle round trip."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,18 @@ DEAD_PROXY = "http://127.0.0.1:9"  # connection refused at once: no download can
 def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Empty caches, no network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TLHELPERS_") and "proxy" not in k.lower()}
-    env.update(TLHELPERS_HOME=str(tmp_path / "home"), TORCH_HOME=str(tmp_path / "torch"),
-               http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY,
-               no_proxy="", NO_PROXY="", MPLBACKEND="Agg", **extra)
+    env.update(
+        TLHELPERS_HOME=str(tmp_path / "home"),
+        TORCH_HOME=str(tmp_path / "torch"),
+        http_proxy=DEAD_PROXY,
+        https_proxy=DEAD_PROXY,
+        HTTP_PROXY=DEAD_PROXY,
+        HTTPS_PROXY=DEAD_PROXY,
+        no_proxy="",
+        NO_PROXY="",
+        MPLBACKEND="Agg",
+        **extra,
+    )
     return env
 
 
@@ -36,6 +46,7 @@ def files_under(*roots: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- doctor and prefetch, offline
+
 
 def test_doctor_offline_empty_cache_names_what_is_missing(tmp_path):
     r = run_cli(offline_env(tmp_path), "doctor")
@@ -80,10 +91,13 @@ def test_doctor_ready_offline_with_the_jpeg_tree(tmp_path, cifar_root):
     r = run_cli(offline_env(tmp_path, TLHELPERS_CIFAR_DIR=str(cifar_root)), "doctor")
     assert r.returncode == 0, r.stdout
     assert f"[ok] CIFAR-10: JPEG folder {cifar_root} (50,000 train / 10,000 test images)" in r.stdout
-    assert r.stdout.rstrip().endswith("Ready: the notebooks can run offline, with the course backbone instead of ImageNet weights.")
+    assert r.stdout.rstrip().endswith(
+        "Ready: the notebooks can run offline, with the course backbone instead of ImageNet weights."
+    )
 
 
 # ---------------------------------------------------------------- prefetch --archive (what course.sh uses)
+
 
 def _tiny_jpeg_archive(path: Path) -> None:
     from PIL import Image
@@ -102,6 +116,7 @@ def _tiny_jpeg_archive(path: Path) -> None:
 @pytest.fixture
 def homes(tmp_path, monkeypatch):
     """Point the cache and torch's hub at empty folders (in this process)."""
+
     def use(name: str) -> tuple[Path, Path]:
         home, torch_home = tmp_path / name / "home", tmp_path / name / "torch"
         monkeypatch.setenv("TLHELPERS_HOME", str(home))
@@ -111,6 +126,7 @@ def homes(tmp_path, monkeypatch):
 
         assert Path(torch.hub.get_dir()) == torch_home / "hub"
         return home, torch_home / "hub" / "checkpoints"
+
     return use
 
 
@@ -120,12 +136,15 @@ def test_prefetch_archive_data_only_unpacks_the_jpeg_tree(tmp_path, homes, capsy
     _tiny_jpeg_archive(archive)
     assert main(["prefetch", "--archive", str(archive), "--data-only"]) == 0
     assert "(2 train / 2 test images)" in capsys.readouterr().out
-    assert len(files_under(home / "cifar10-jpg" / "train")) == 2 and len(files_under(home / "cifar10-jpg" / "test")) == 2
+    assert (
+        len(files_under(home / "cifar10-jpg" / "train")) == 2 and len(files_under(home / "cifar10-jpg" / "test")) == 2
+    )
     assert main(["prefetch", "--archive", str(tmp_path / "nope.tar.gz"), "--data-only"]) == EXIT_MISSING
     assert "error: cannot unpack" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- bundle export / import
+
 
 def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
@@ -135,9 +154,11 @@ def _sha(p: Path) -> str:
 def filled_cache(homes):
     """A small cache: a JPEG tree, torchvision's batches, one good and one damaged checkpoint."""
     home, ckpt = homes("src")
-    contents = {home / "cifar10-jpg" / "train" / "cat" / "0001.jpg": b"\xff\xd8 cat",
-                home / "cifar10-jpg" / "test" / "dog" / "0002.jpg": b"\xff\xd8 dog",
-                home / "torchvision" / "cifar-10-batches-py" / "data_batch_1": os.urandom(4096)}
+    contents = {
+        home / "cifar10-jpg" / "train" / "cat" / "0001.jpg": b"\xff\xd8 cat",
+        home / "cifar10-jpg" / "test" / "dog" / "0002.jpg": b"\xff\xd8 dog",
+        home / "torchvision" / "cifar-10-batches-py" / "data_batch_1": os.urandom(4096),
+    }
     good = b"tiny weights"
     contents[ckpt / f"tiny-{hashlib.sha256(good).hexdigest()[:8]}.pth"] = good
     for p, data in contents.items():
@@ -158,7 +179,10 @@ def test_bundle_round_trip_verifies_checksums(tmp_path, homes, filled_cache, cap
     assert "exported 4 files" in out and "leaving out" in err and "resnet18-f37072fd.pth" in err
     with open(bundle, "rb") as f:
         assert (f.read(2) == b"\x1f\x8b") == name.endswith(".gz")  # gzip magic only when asked for
-    expected = {p.relative_to(src_home): _sha(p) for p in files_under(src_home / "cifar10-jpg", src_home / "torchvision" / "cifar-10-batches-py")}
+    expected = {
+        p.relative_to(src_home): _sha(p)
+        for p in files_under(src_home / "cifar10-jpg", src_home / "torchvision" / "cifar-10-batches-py")
+    }
     expected_ckpt = {p.name: _sha(p) for p in files_under(src_ckpt) if p.name.startswith("tiny-")}
 
     home, ckpt = homes("dst")
@@ -183,7 +207,10 @@ def test_damaged_bundle_is_rejected_and_nothing_is_imported(tmp_path, homes, fil
     assert main(["bundle", "export", str(bundle)]) == 0
     if damage == "flipped byte":
         _corrupt_member(bundle, bad, "cifar10-jpg/train/cat/0001.jpg")
-        expected = "error: bundle damaged: 1 of 4 files missing or failing their sha256 (first: cifar10-jpg/train/cat/0001.jpg)"
+        expected = (
+            "error: bundle damaged: 1 of 4 files missing or failing their sha256 "
+            "(first: cifar10-jpg/train/cat/0001.jpg)"
+        )
     elif damage == "truncated":
         bad.write_bytes(bundle.read_bytes()[:3000])
         expected = "error: "
@@ -211,6 +238,7 @@ def test_doctor_with_unavailable_forced_device_says_so(tmp_path, monkeypatch, ca
     import torch
 
     from tlhelpers import cli
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for k, v in offline_env(tmp_path).items():
         if k.startswith(("TLHELPERS_", "TORCH_HOME")):

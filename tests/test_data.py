@@ -1,4 +1,5 @@
 """Data: class filtering by labels, balanced seeded subsets, ImageFolder trees, bad input."""
+
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,7 @@ def test_random_flip_flips_whole_images():
 
 # ------------------------------------------------------------------ a learner's own ImageFolder
 
+
 def _write_jpeg(path: Path, size=(40, 30), color=(200, 30, 30)):
     from PIL import Image
 
@@ -102,7 +104,7 @@ def test_own_image_folder_mixed_sizes(tmp_path):
 def test_unknown_class_lists_valid_ones(cifar_root):
     with pytest.raises(ValueError, match=r"Unknown class 'kitten'\. Valid classes: airplane, automobile, bird, cat"):
         tl.load_cifar_pair(("kitten", "dog"), source="folder")
-    tr, _ = tl.load_cifar_pair(("Cat", "DOG"), n_train=4, n_test=2, source="folder")   # any case
+    tr, _ = tl.load_cifar_pair(("Cat", "DOG"), n_train=4, n_test=2, source="folder")  # any case
     assert tr.classes == ["cat", "dog"] and torch.bincount(tr.labels).tolist() == [2, 2]
 
 
@@ -134,7 +136,11 @@ def test_nested_folders_hidden_and_other_files(tmp_path):
     _write_jpeg(tmp_path / ".hidden_class" / "e.jpg")
     classes, files, targets = scan_image_folder(tmp_path)
     assert classes == ["cat", "dog"]
-    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == ["cat/a.jpg", "cat/batch2/b.JPG", "dog/x/y/d.png"]
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == [
+        "cat/a.jpg",
+        "cat/batch2/b.JPG",
+        "dog/x/y/d.png",
+    ]
     assert targets.tolist() == [0, 0, 1]
 
 
@@ -173,6 +179,7 @@ def test_no_data_offline_says_remedy(tmp_path, monkeypatch):
 
     def offline(*a, **k):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
     with pytest.raises(RuntimeError, match=r"CIFAR-10 is not available offline: run `python -m tlhelpers prefetch`"):
         tl.load_cifar_pair(source="auto")
@@ -195,7 +202,9 @@ def test_digits_is_a_different_offline_domain():
 def test_forced_unavailable_device_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("TLHELPERS_DEVICE", "cuda")
-    with pytest.raises(RuntimeError, match=r"Device 'cuda' was asked for .* not available here: unset TLHELPERS_DEVICE"):
+    with pytest.raises(
+        RuntimeError, match=r"Device 'cuda' was asked for .* not available here: unset TLHELPERS_DEVICE"
+    ):
         tl.get_device()
     monkeypatch.setenv("TLHELPERS_DEVICE", "cpu")
     assert tl.get_device(verbose=False).type == "cpu"
@@ -203,6 +212,7 @@ def test_forced_unavailable_device_is_one_clear_error(monkeypatch):
 
 def test_no_bf16_autocast_on_gpus_that_only_emulate_it(monkeypatch):
     from tlhelpers import device as dev
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # a T4
     assert not dev._native_bf16(torch.device("cuda"))
@@ -215,10 +225,13 @@ def test_loader_kwargs_no_workers_in_jupyter_when_default_is_not_fork(monkeypatc
     import multiprocessing
 
     from tlhelpers import device as dev
+
     monkeypatch.setattr(dev, "_in_notebook", lambda: True)
     monkeypatch.setattr(dev.sys, "platform", "linux")
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: None)
-    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn", "fork"])  # Python 3.14
+    monkeypatch.setattr(
+        multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn", "fork"]
+    )  # Python 3.14
     assert tl.loader_kwargs("cpu")["num_workers"] == 0
 
 
@@ -232,6 +245,7 @@ def test_unpack_archive_rejects_an_archive_without_the_tree(tmp_path):
     import tarfile
 
     from tlhelpers.data import unpack_archive
+
     (tmp_path / "src" / "photos" / "train").mkdir(parents=True)
     (tmp_path / "src" / "photos" / "train" / "a.txt").write_text("x")
     bad = tmp_path / "bad.tar.gz"
@@ -260,7 +274,7 @@ def test_safe_extract_refuses_members_outside_the_folder(tmp_path, monkeypatch):
         info = tarfile.TarInfo("../escape.txt")
         info.size = 2
         tf.addfile(info, io.BytesIO(b"hi"))
-    for has_filter in (True, False):   # tarfile's own "data" filter, and the check for older Pythons
+    for has_filter in (True, False):  # tarfile's own "data" filter, and the check for older Pythons
         if not has_filter:
             monkeypatch.delattr(tarfile, "data_filter", raising=False)
         with tarfile.open(bad) as tf, pytest.raises((ValueError, tarfile.TarError)):

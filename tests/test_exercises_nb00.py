@@ -1,4 +1,5 @@
 """The self-check functions of notebook 00 accept right answers and reject wrong ones."""
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,7 @@ def test_weights_name(capsys):
     assert nb00.check_weights_name("course", course)
     assert nb00.check_weights_name(" Course ", course)
     assert not nb00.check_weights_name("imagenet", course)
-    other, _ = tl.load_backbone("resnet18", weights="random", verbose=False)   # stands in for any other weights
+    other, _ = tl.load_backbone("resnet18", weights="random", verbose=False)  # stands in for any other weights
     assert nb00.check_weights_name("imagenet", other)
     assert not nb00.check_weights_name("course", other)
     assert not nb00.check_weights_name(None, course)

@@ -1,7 +1,7 @@
 """The self-check functions of notebooks 01 and 02 accept right answers and reject wrong ones."""
+
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -14,8 +14,8 @@ import tlhelpers as tl
 from tlhelpers.exercises import nb01, nb02
 from tlhelpers.freeze import keep_frozen_bn_in_eval
 
-
 # ---------------------------------------------------------------- notebook 01
+
 
 @pytest.mark.parametrize("size,side", [(224, 7), (64, 2), (32, 1), (100, 4)])
 def test_layer4_size(size, side, capsys):
@@ -44,13 +44,17 @@ def test_probe_function_accepts_a_fair_probe():
     assert nb01.check_probe_function(good_probe)
 
 
-@pytest.mark.parametrize("bad", [
-    cheating_probe,
-    lambda *a: 100 * good_probe(*a),          # a percentage, not a fraction
-    lambda *a: 0.5,                           # constant
-    lambda xtr, ytr, xte, yte: good_probe(xtr, ytr, xtr, ytr),  # training accuracy
-    lambda *a: 1 / 0,                         # raises
-], ids=["test-fit", "percent", "constant", "train-acc", "raises"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        cheating_probe,
+        lambda *a: 100 * good_probe(*a),  # a percentage, not a fraction
+        lambda *a: 0.5,  # constant
+        lambda xtr, ytr, xte, yte: good_probe(xtr, ytr, xtr, ytr),  # training accuracy
+        lambda *a: 1 / 0,  # raises
+    ],
+    ids=["test-fit", "percent", "constant", "train-acc", "raises"],
+)
 def test_probe_function_rejects_wrong_probes(bad, capsys):
     assert not nb01.check_probe_function(bad)
     assert "Not yet" in capsys.readouterr().out
@@ -70,6 +74,7 @@ def test_largest_gap():
 
 # ---------------------------------------------------------------- notebook 02
 
+
 def test_head_params():
     assert nb02.check_head_params(5130, num_classes=10)
     assert nb02.check_head_params(1026, num_classes=2)
@@ -88,9 +93,13 @@ def _partial_model(stages=("layer3", "layer4")) -> nn.Module:
 
 def test_partial_setup_accepts_handwritten_and_helper_versions():
     m = _partial_model()
-    opt = torch.optim.Adam([{"params": m.layer3.parameters(), "lr": 1e-5},
-                            {"params": m.layer4.parameters(), "lr": 1e-4},
-                            {"params": m.fc.parameters(), "lr": 1e-3}])
+    opt = torch.optim.Adam(
+        [
+            {"params": m.layer3.parameters(), "lr": 1e-5},
+            {"params": m.layer4.parameters(), "lr": 1e-4},
+            {"params": m.fc.parameters(), "lr": 1e-3},
+        ]
+    )
     assert nb02.check_partial_setup(m, opt)
     m2, _ = tl.load_backbone("resnet18", weights="random", num_classes=2, verbose=False)
     tl.unfreeze_last(m2, 3)
@@ -101,24 +110,53 @@ def test_partial_setup_accepts_handwritten_and_helper_versions():
 def test_partial_setup_rejects_mistakes(capsys):
     m = _partial_model(("layer4",))
     opt = torch.optim.Adam([{"params": m.layer4.parameters(), "lr": 1e-4}, {"params": m.fc.parameters(), "lr": 1e-3}])
-    assert not nb02.check_partial_setup(m, opt)                      # layer3 left frozen
+    assert not nb02.check_partial_setup(m, opt)  # layer3 left frozen
     m = _partial_model()
     assert not nb02.check_partial_setup(m, torch.optim.Adam(m.parameters(), lr=1e-4))  # frozen params in optimizer
-    assert not nb02.check_partial_setup(m, torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3))  # one lr
-    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # head slower than backbone
-        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-3},
-        {"params": m.fc.parameters(), "lr": 1e-4}]))
-    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # head params missing
-        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4}]))
+    assert not nb02.check_partial_setup(
+        m, torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    )  # one lr
+    assert not nb02.check_partial_setup(
+        m,
+        torch.optim.Adam(
+            [  # head slower than backbone
+                {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-3},
+                {"params": m.fc.parameters(), "lr": 1e-4},
+            ]
+        ),
+    )
+    assert not nb02.check_partial_setup(
+        m,
+        torch.optim.Adam(
+            [  # head params missing
+                {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4}
+            ]
+        ),
+    )
     m.layer3[0].bn1.weight.requires_grad = False
-    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # layer3 only partly trainable
-        {"params": [p for p in m.layer3.parameters() if p.requires_grad] + list(m.layer4.parameters()), "lr": 1e-4},
-        {"params": m.fc.parameters(), "lr": 1e-3}]))
+    assert not nb02.check_partial_setup(
+        m,
+        torch.optim.Adam(
+            [  # layer3 only partly trainable
+                {
+                    "params": [p for p in m.layer3.parameters() if p.requires_grad] + list(m.layer4.parameters()),
+                    "lr": 1e-4,
+                },
+                {"params": m.fc.parameters(), "lr": 1e-3},
+            ]
+        ),
+    )
     m = _partial_model()
     m.fc = nn.Linear(512, 10)
-    assert not nb02.check_partial_setup(m, torch.optim.Adam([  # wrong number of classes
-        {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4},
-        {"params": m.fc.parameters(), "lr": 1e-3}]))
+    assert not nb02.check_partial_setup(
+        m,
+        torch.optim.Adam(
+            [  # wrong number of classes
+                {"params": list(m.layer3.parameters()) + list(m.layer4.parameters()), "lr": 1e-4},
+                {"params": m.fc.parameters(), "lr": 1e-3},
+            ]
+        ),
+    )
     assert capsys.readouterr().out.count("Not yet") == 7
 
 
@@ -146,9 +184,10 @@ def test_bn_fix():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d) and not m.weight.requires_grad:
                 m.eval()
+
     assert nb02.check_bn_fix(right)
     assert nb02.check_bn_fix(keep_frozen_bn_in_eval)  # the package's own fix
-    assert not nb02.check_bn_fix(lambda model: None)             # the pitfall itself
-    assert not nb02.check_bn_fix(lambda model: model.eval())      # also stops layer4's statistics
+    assert not nb02.check_bn_fix(lambda model: None)  # the pitfall itself
+    assert not nb02.check_bn_fix(lambda model: model.eval())  # also stops layer4's statistics
     assert not nb02.check_bn_fix(lambda model: model.layer1.eval())  # only part of the frozen stages
     assert not nb02.check_bn_fix(lambda model: model.nonexistent())  # raises

@@ -1,4 +1,5 @@
 """The self-check functions of notebooks 04 and 05 accept right answers and reject typical wrong ones."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch.nn.functional as F
 
 from tlhelpers.exercises import nb04, nb05
 
-
 # ---------------------------------------------------------------- notebook 04
+
 
 def test_check_filter_right_and_wrong(capsys):
     targets = np.random.default_rng(0).integers(0, 10, size=3000)
@@ -16,12 +17,12 @@ def test_check_filter_right_and_wrong(capsys):
     assert nb04.check_filter(right, targets)
     assert "Correct" in capsys.readouterr().out
     assert not nb04.check_filter(None, targets)
-    assert not nb04.check_filter(right[:-1], targets)                        # one missing
-    assert not nb04.check_filter(np.flatnonzero(targets == 3), targets)      # cats only
+    assert not nb04.check_filter(right[:-1], targets)  # one missing
+    assert not nb04.check_filter(np.flatnonzero(targets == 3), targets)  # cats only
     wrong = right.copy()
-    wrong[0] = np.flatnonzero(targets == 0)[0]                               # one of another class
+    wrong[0] = np.flatnonzero(targets == 0)[0]  # one of another class
     assert not nb04.check_filter(wrong, targets)
-    assert not nb04.check_filter(right[::-1], targets)                       # order lost
+    assert not nb04.check_filter(right[::-1], targets)  # order lost
     assert "Not yet" in capsys.readouterr().out
 
 
@@ -34,11 +35,11 @@ def test_check_remap_right_wrong_and_slow(capsys):
     assert nb04.check_remap(lut_remap)
     assert "Correct" in capsys.readouterr().out
     assert not nb04.check_remap(None)
-    assert not nb04.check_remap(lambda labels, selected: None)                      # the notebook's stub
+    assert not nb04.check_remap(lambda labels, selected: None)  # the notebook's stub
     assert "returns None" in capsys.readouterr().out
-    assert not nb04.check_remap(lambda labels, selected: (labels == 5).long())       # only right for [3, 5]
+    assert not nb04.check_remap(lambda labels, selected: (labels == 5).long())  # only right for [3, 5]
     assert not nb04.check_remap(lambda labels, selected: torch.searchsorted(torch.tensor(sorted(selected)), labels))
-    assert not nb04.check_remap(lambda labels, selected: selected.index("x"))                # raises
+    assert not nb04.check_remap(lambda labels, selected: selected.index("x"))  # raises
     assert "ValueError" in capsys.readouterr().out
     assert not nb04.check_remap(lambda labels, selected: torch.tensor([selected.index(v.item()) for v in labels]))
     assert "Python loop" in capsys.readouterr().out
@@ -47,9 +48,9 @@ def test_check_remap_right_wrong_and_slow(capsys):
 def test_check_recall_right_precision_and_percent(capsys):
     labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     preds = torch.tensor([1, 1, 1, 0, 1, 1, 0, 0, 0, 0])
-    assert nb04.check_recall(0.75, labels, preds)                            # 3 of 4 dogs found
+    assert nb04.check_recall(0.75, labels, preds)  # 3 of 4 dogs found
     capsys.readouterr()
-    assert not nb04.check_recall(0.6, labels, preds)                         # precision: 3 of 5 predicted dogs
+    assert not nb04.check_recall(0.6, labels, preds)  # precision: 3 of 5 predicted dogs
     assert "precision" in capsys.readouterr().out
     assert not nb04.check_recall(75.0, labels, preds)
     assert "percent" in capsys.readouterr().out
@@ -59,16 +60,17 @@ def test_check_recall_right_precision_and_percent(capsys):
 
 # ---------------------------------------------------------------- notebook 05
 
+
 def test_check_cosine_right_and_wrong(capsys):
     assert nb05.check_cosine(lambda a, b: float(a @ b / (a.norm() * b.norm())))
     assert nb05.check_cosine(lambda a, b: F.cosine_similarity(a, b, dim=0))
     assert not nb05.check_cosine(None)
-    assert not nb05.check_cosine(lambda a, b: None)                                  # the notebook's stub
+    assert not nb05.check_cosine(lambda a, b: None)  # the notebook's stub
     assert "returns None" in capsys.readouterr().out
     assert not nb05.check_cosine(lambda a, b: float(a @ b))
     assert "dot product" in capsys.readouterr().out
     assert not nb05.check_cosine(lambda a, b: float(a @ b / a.norm()))
-    assert not nb05.check_cosine(lambda a, b: 1 / 0)                        # errors are reported, not raised
+    assert not nb05.check_cosine(lambda a, b: 1 / 0)  # errors are reported, not raised
     assert "ZeroDivisionError" in capsys.readouterr().out
 
 
@@ -83,6 +85,7 @@ def test_check_knn_accepts_majority_vote_and_rejects_others():
     emb, labels = _clusters()
     query, qlabels = _clusters(n_per=10, seed=1)
     from tlhelpers import nearest_neighbors
+
     idx, _ = nearest_neighbors(query, emb, k=5)
     right = torch.mode(labels[idx], dim=1).values
     assert nb05.check_knn(right, query, emb, labels, k=5)
@@ -98,8 +101,11 @@ def test_check_knn_accepts_majority_vote_and_rejects_others():
 def test_check_outlier():
     emb, _ = _clusters()
     query, _ = _clusters(n_per=5, seed=2)
-    query[7] = torch.randn(query.shape[1]) * 0.01 + 50 * torch.eye(query.shape[1])[0]   # far from every cluster direction
+    query[7] = (
+        torch.randn(query.shape[1]) * 0.01 + 50 * torch.eye(query.shape[1])[0]
+    )  # far from every cluster direction
     from tlhelpers import nearest_neighbors
+
     _, sims = nearest_neighbors(query, emb, k=1)
     expected = int(sims[:, 0].argmin())
     assert nb05.check_outlier(expected, query, emb)
@@ -119,18 +125,20 @@ def test_viz_is_an_attribute_of_the_package():
 
 def test_plot_embeddings_few_points_and_show_neighbors_edge_cases():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pytest
+
     from tlhelpers import viz
 
     x = np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)
-    pts = viz.plot_embeddings(x, [0, 1, 0, 1], classes=["cat", "dog"])      # t-SNE needs perplexity < n
+    pts = viz.plot_embeddings(x, [0, 1, 0, 1], classes=["cat", "dog"])  # t-SNE needs perplexity < n
     assert pts.shape == (4, 2)
     with pytest.raises(ValueError, match="at least 3 points, got 2"):
         viz.plot_embeddings(x[:2], [0, 1])
     imgs = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
-    fig = viz.show_neighbors(imgs[0], imgs, [], [])                          # k = 0: the query alone
+    fig = viz.show_neighbors(imgs[0], imgs, [], [])  # k = 0: the query alone
     assert len(fig.axes) == 1
     fig = viz.show_neighbors(imgs[0], imgs, [1, 2], [0.9, 0.8], labels=[0, 1, 0, 1, 0], classes=["cat", "dog"])
     assert [a.get_title() for a in fig.axes[1:]] == ["dog\ncos 0.90", "cat\ncos 0.80"]

@@ -1,4 +1,5 @@
 """Freezing, diagnostics and optimizers: counts equal the closed-form numbers, frozen weights never move."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -22,8 +23,10 @@ def block(cin, cout, down):
 
 
 STEM = conv(3, 64, 7) + bn(64)
-LAYERS = {f"layer{i + 1}": block(cin, cout, cin != cout) + block(cout, cout, False)
-          for i, (cin, cout) in enumerate([(64, 64), (64, 128), (128, 256), (256, 512)])}
+LAYERS = {
+    f"layer{i + 1}": block(cin, cout, cin != cout) + block(cout, cout, False)
+    for i, (cin, cout) in enumerate([(64, 64), (64, 128), (128, 256), (256, 512)])
+}
 
 
 def head(k):
@@ -50,11 +53,11 @@ def test_strategy_counts(k):
     m = resnet(k)
     tl.freeze(m)
     tl.unfreeze(m, "fc")
-    assert tl.count_params(m) == (head(k), total(k))                          # feature extraction
+    assert tl.count_params(m) == (head(k), total(k))  # feature extraction
     tl.unfreeze(m, "layer4")
-    assert tl.count_params(m) == (LAYERS["layer4"] + head(k), total(k))       # partial fine-tuning
+    assert tl.count_params(m) == (LAYERS["layer4"] + head(k), total(k))  # partial fine-tuning
     tl.unfreeze(m, ["stem", "layer1", "layer2", "layer3"])
-    assert tl.count_params(m) == (total(k), total(k))                         # full fine-tuning
+    assert tl.count_params(m) == (total(k), total(k))  # full fine-tuning
 
 
 def test_summary_line_of_source_text():
@@ -135,19 +138,24 @@ def test_frozen_batchnorm_stats_stay_put_in_train_mode(cat_dog):
     stats0 = naive.layer1[0].bn1.running_mean.clone()
     opt = torch.optim.Adam(naive.fc.parameters())
     for i in range(0, 64, 16):
-        _step(naive, opt, x[i:i + 16], y[i:i + 16])
+        _step(naive, opt, x[i : i + 16], y[i : i + 16])
     assert not torch.equal(stats0, naive.layer1[0].bn1.running_mean)
 
     # The fix: tl.freeze keeps frozen BatchNorm layers in eval mode across model.train() calls.
     m = tl.unfreeze_last(resnet(), 2)
-    bns = {n: (b.running_mean.clone(), b.running_var.clone(), b.num_batches_tracked.clone())
-           for n, b in m.named_modules() if isinstance(b, nn.BatchNorm2d)}
+    bns = {
+        n: (b.running_mean.clone(), b.running_var.clone(), b.num_batches_tracked.clone())
+        for n, b in m.named_modules()
+        if isinstance(b, nn.BatchNorm2d)
+    }
     opt = tl.make_optimizer(m, "adam", lr=1e-3)
     for i in range(0, 64, 16):  # one train-mode epoch over 4 batches
-        _step(m, opt, x[i:i + 16], y[i:i + 16])
+        _step(m, opt, x[i : i + 16], y[i : i + 16])
     for n, b in m.named_modules():
         if isinstance(b, nn.BatchNorm2d):
-            same = all(torch.equal(s, t) for s, t in zip(bns[n], (b.running_mean, b.running_var, b.num_batches_tracked)))
+            same = all(
+                torch.equal(s, t) for s, t in zip(bns[n], (b.running_mean, b.running_var, b.num_batches_tracked))
+            )
             assert same == (not n.startswith("layer4")), n  # frozen stages unchanged, trainable layer4 updates
     # unfreezing lifts the guard
     tl.unfreeze(m, "layer1")

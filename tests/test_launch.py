@@ -1,4 +1,5 @@
 """Launch routes: conda environment, Binder, Colab install cell, notebook badges (all offline, fast)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import stat
 import subprocess
 import sys
 import textwrap
-import tomllib
 import types
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -76,10 +77,13 @@ def binder_requirements() -> tuple[list[str], dict[str, Requirement]]:
 
 # ---------------------------------------------------------------- environment files
 
+
 def test_conda_env_is_conda_forge_python311_and_installs_the_package():
     env = conda_env()
     assert env["name"]
-    assert env["channels"][0] == "conda-forge" and set(env["channels"]) <= {"conda-forge", "nodefaults"}, env["channels"]
+    assert env["channels"][0] == "conda-forge" and set(env["channels"]) <= {"conda-forge", "nodefaults"}, env[
+        "channels"
+    ]
     specs = conda_specs()
     assert re.fullmatch(r"python=3\.11(\.\*)?", specs["python"]), specs["python"]
     pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
@@ -99,8 +103,10 @@ def test_conda_env_and_pyproject_list_the_same_runtime_dependencies():
     tools = pyproject_extras("lab", "test")
     env_names = set(specs) - NOT_PACKAGES
     assert set(runtime) <= env_names, f"in pyproject.toml but not environment.yml: {sorted(set(runtime) - env_names)}"
-    assert env_names - set(runtime) <= set(tools), \
-        f"in environment.yml but neither a runtime dependency nor a lab/test tool: {sorted(env_names - set(runtime) - set(tools))}"
+    assert env_names - set(runtime) <= set(tools), (
+        f"in environment.yml but neither a runtime dependency nor a lab/test tool: "
+        f"{sorted(env_names - set(runtime) - set(tools))}"
+    )
     assert set(tools) <= env_names, f"lab/test tools missing from environment.yml: {sorted(set(tools) - env_names)}"
     for name, req in {**runtime, **tools}.items():
         conda = specs[name]
@@ -108,8 +114,9 @@ def test_conda_env_and_pyproject_list_the_same_runtime_dependencies():
             pinned = re.search(r"=(\d+\.\d+)\.\*", conda).group(1)
             assert req.specifier.contains(pinned + ".0"), (conda, str(req))
         else:
-            assert conda.split(re.match(r"[\w.\-]+", conda).group(0), 1)[1] == str(req.specifier), \
+            assert conda.split(re.match(r"[\w.\-]+", conda).group(0), 1)[1] == str(req.specifier), (
                 f"version bounds drifted: environment.yml {conda!r} vs pyproject.toml {str(req)!r}"
+            )
 
 
 def test_binder_requirements_cpu_torch_and_same_runtime_dependencies():
@@ -137,6 +144,7 @@ def test_binder_python_matches_conda_env():
 
 # ---------------------------------------------------------------- Binder scripts
 
+
 def test_binder_scripts_are_executable_bash():
     for name in ("postBuild", "start"):
         path = ROOT / "binder" / name
@@ -156,29 +164,45 @@ if [ "$1 $2" = "-m pip" ]; then echo "pip stubbed: $*"; exit 0; fi
 exec {sys.executable} "$@"
 """)
     shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "TLHELPERS_HOME": str(tmp_path / "cache"),
-           "TORCH_HOME": str(tmp_path / "torch"), "TLHELPERS_OFFLINE": "1", "TLHELPERS_CIFAR_DIR": str(tmp_path / "none")}
-    r = subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}:{os.environ['PATH']}",
+        "TLHELPERS_HOME": str(tmp_path / "cache"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "TLHELPERS_OFFLINE": "1",
+        "TLHELPERS_CIFAR_DIR": str(tmp_path / "none"),
+    }
+    r = subprocess.run(
+        ["bash", str(ROOT / "binder" / "postBuild")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode != 0
     assert "pip stubbed: -m pip install --no-cache-dir -e ." in r.stdout
     assert "binder/postBuild FAILED: python -m tlhelpers prefetch" in r.stderr, r.stderr
     assert "missing: ImageNet ResNet18 weights" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("cpu_max, preset, expected", [
-    ("100000 100000", None, "1"), ("150000 100000", None, "2"), ("max 100000", None, ""), ("100000 100000", "3", "3")])
+@pytest.mark.parametrize(
+    "cpu_max, preset, expected",
+    [("100000 100000", None, "1"), ("150000 100000", None, "2"), ("max 100000", None, ""), ("100000 100000", "3", "3")],
+)
 def test_binder_start_sizes_threads_to_cpu_quota(tmp_path, cpu_max, preset, expected):
     (tmp_path / "cpu.max").write_text(cpu_max + "\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["TL_CGROUP_ROOT"] = str(tmp_path)
     if preset:
         env["OMP_NUM_THREADS"] = preset
-    r = subprocess.run(["bash", str(ROOT / "binder" / "start"), "bash", "-c", 'echo "threads=${OMP_NUM_THREADS:-}"'],
-                       env=env, capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["bash", str(ROOT / "binder" / "start"), "bash", "-c", 'echo "threads=${OMP_NUM_THREADS:-}"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert r.stdout.strip() == f"threads={expected}"
 
 
 # ---------------------------------------------------------------- the Colab install cell
+
 
 def canonical_colab_cell() -> str:
     """The install cell exactly as docs/CONTRIBUTING.md prescribes it."""
@@ -286,7 +310,9 @@ def test_notebook_badges_point_at_this_notebook(path):
     c = urlparse(colab[0])
     assert (c.scheme, c.netloc) == ("https", "colab.research.google.com"), colab[0]
     assert re.fullmatch(rf"/github/{re.escape(SLUG)}/blob/[^/]+/{re.escape(rel)}", c.path), colab[0]
-    assert b.path.split("/")[-1] == c.path.split("/blob/")[1].split("/")[0], "Binder and Colab point at different branches"
+    assert b.path.split("/")[-1] == c.path.split("/blob/")[1].split("/")[0], (
+        "Binder and Colab point at different branches"
+    )
 
 
 def test_readme_documents_every_launch_route():
@@ -294,9 +320,16 @@ def test_readme_documents_every_launch_route():
     m = re.search(r"^## Launch routes\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
     assert m, "README.md has no '## Launch routes' section"
     section = m.group(1)
-    for needle in ("bash course.sh lab", "bash course.sh test", "conda env create -f environment.yml",
-                   "urlpath=lab/tree/notebooks/00_welcome.ipynb", "colab.research.google.com",
-                   "python -m tlhelpers bundle export", "python -m tlhelpers bundle import", "python -m tlhelpers doctor"):
+    for needle in (
+        "bash course.sh lab",
+        "bash course.sh test",
+        "conda env create -f environment.yml",
+        "urlpath=lab/tree/notebooks/00_welcome.ipynb",
+        "colab.research.google.com",
+        "python -m tlhelpers bundle export",
+        "python -m tlhelpers bundle import",
+        "python -m tlhelpers doctor",
+    ):
         assert needle in section, f"README 'Launch routes' does not mention {needle!r}"
 
 

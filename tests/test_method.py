@@ -1,5 +1,6 @@
 """Validation discipline: the split, early stopping with the best epoch's weights, the shared recipe, and the
 plain PyTorch loop that tl.fit writes once."""
+
 from __future__ import annotations
 
 import copy
@@ -21,6 +22,7 @@ def _toy(n_per_class=(30, 10, 5), seed=0) -> tl.ImageTensors:
 
 
 # ---------------------------------------------------------------- the split
+
 
 def test_split_is_stratified_seeded_and_disjoint():
     data = _toy((30, 10, 5))
@@ -57,6 +59,7 @@ def test_split_errors_are_clear():
 
 # ---------------------------------------------------------------- early stopping
 
+
 class _Scripted(nn.Module):
     """A model whose validation loss follows a script: its one weight is set per epoch by the test."""
 
@@ -81,8 +84,17 @@ def test_keep_best_restores_the_best_epochs_weights_and_patience_stops():
     val = tl.ImageTensors(train.images, torch.ones(8, dtype=torch.long), ["a", "b"])
     model = _Scripted()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    hist = tl.fit(model, loader, tl.make_loader(val, 8), epochs=10, optimizer=opt, keep_best=True, patience=2,
-                  progress=False, amp=False)
+    hist = tl.fit(
+        model,
+        loader,
+        tl.make_loader(val, 8),
+        epochs=10,
+        optimizer=opt,
+        keep_best=True,
+        patience=2,
+        progress=False,
+        amp=False,
+    )
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert tl.best_epoch(hist)["epoch"] == 1 and hist[0]["val_loss"] < hist[-1]["val_loss"]
     ev = tl.evaluate(model, tl.make_loader(val, 8), amp=False)
@@ -117,6 +129,7 @@ def test_fit_head_keep_best_on_real_features(cat_dog):
 
 # ---------------------------------------------------------------- the recipe
 
+
 def test_recipe_is_the_one_source_of_strategy_settings():
     from tlhelpers import strategy
 
@@ -145,6 +158,7 @@ def test_recipe_apply_sets_trainable_stages_and_rates():
 
 
 # ---------------------------------------------------------------- tl.fit is the plain loop, written once
+
 
 def test_plain_loop_and_fit_give_the_same_numbers(cat_dog):
     train, _ = cat_dog
@@ -179,11 +193,12 @@ def test_plain_loop_and_fit_give_the_same_numbers(cat_dog):
     model2 = copy.deepcopy(base)
     opt2 = torch.optim.Adam([p for p in model2.parameters() if p.requires_grad], lr=1e-4)
     train_loader, val_loader = loaders()
-    hist = tl.fit(model2, train_loader, val_loader, epochs=2, optimizer=opt2, transform=pre, amp=False,
-                  progress=False)
+    hist = tl.fit(model2, train_loader, val_loader, epochs=2, optimizer=opt2, transform=pre, amp=False, progress=False)
     assert [h["val_acc"] for h in hist] == pytest.approx(plain, abs=1 / len(va) + 1e-9)
     # the same weights up to float rounding (tl.fit feeds channels_last batches: other summation orders)
-    pairs = [(p, q, b) for p, q, b in zip(model.parameters(), model2.parameters(), base.parameters()) if p.requires_grad]
+    pairs = [
+        (p, q, b) for p, q, b in zip(model.parameters(), model2.parameters(), base.parameters()) if p.requires_grad
+    ]
     apart = torch.sqrt(sum(((p - q) ** 2).sum() for p, q, _ in pairs))
     moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, _, b in pairs))
     assert apart < 0.05 * moved  # the two runs' weights differ by under 5% of how far training moved them

@@ -1,7 +1,6 @@
 """Weights resolution: course backbone, ImageNet path (offline remedies), checkpoints, heads."""
+
 import hashlib
-import json
-import shutil
 
 import pytest
 import torch
@@ -29,7 +28,10 @@ def test_course_backbone_loads_with_metadata(capsys):
 
 def test_course_checksum_is_verified(tmp_path, monkeypatch):
     info = tl.course_backbone_info()
-    assert hashlib.sha256((models.resources.files("tlhelpers") / "weights" / models.COURSE_FILE).read_bytes()).hexdigest() == info["sha256"]
+    assert (
+        hashlib.sha256((models.resources.files("tlhelpers") / "weights" / models.COURSE_FILE).read_bytes()).hexdigest()
+        == info["sha256"]
+    )
     monkeypatch.setattr(models, "course_backbone_info", lambda: {**info, "sha256": "0" * 64})
     with pytest.raises(tl.WeightsUnavailable, match="Checksum mismatch"):
         tl.load_backbone(weights="course")
@@ -41,7 +43,9 @@ def test_offline_imagenet_names_the_remedies(tmp_path, monkeypatch):
     with pytest.raises(tl.WeightsUnavailable) as e:
         tl.load_backbone("resnet18", weights="imagenet")
     msg = str(e.value)
-    assert "python -m tlhelpers prefetch" in msg and str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg
+    assert (
+        "python -m tlhelpers prefetch" in msg and str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg
+    )
     assert "weights='course'" in msg and "\n" not in msg
 
 
@@ -51,6 +55,7 @@ def test_no_network_download_failure_is_one_clear_error(tmp_path, monkeypatch):
 
     def no_network(*a, **k):
         raise OSError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(tl.WeightsUnavailable, match=r"cannot be downloaded \(OSError"):
         tl.load_backbone("resnet18", weights="imagenet")
@@ -94,7 +99,9 @@ def test_checkpoint_file_round_trip_and_wrong_architecture(tmp_path, capsys):
     assert torch.equal(m2.fc.weight, m.fc.weight) and m2.fc.out_features == 2
     assert "no mine.json beside it, so ImageNet preprocessing (224 px) is assumed" in capsys.readouterr().out
     assert list(pre.crop_size) == [224]
-    (tmp_path / "mine.json").write_text('{"preprocessing": {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}')
+    (tmp_path / "mine.json").write_text(
+        '{"preprocessing": {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}'
+    )
     _, pre = tl.load_backbone(weights=str(good))
     assert "preprocessing from mine.json" in capsys.readouterr().out and list(pre.crop_size) == [64]
 
@@ -135,6 +142,7 @@ def test_offline_zero_means_downloads_allowed(tmp_path, monkeypatch):
     def no_network(*a, **k):
         tried.append(a)
         raise OSError("no route to host")
+
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(tl.WeightsUnavailable, match=r"cannot be downloaded \(OSError"):
         tl.load_backbone("resnet18", weights="imagenet")
@@ -144,9 +152,9 @@ def test_offline_zero_means_downloads_allowed(tmp_path, monkeypatch):
 def test_replace_head_is_reproducible_and_leaves_global_rng_alone():
     a = tl.replace_head(torchvision.models.resnet18(weights=None), 3)
     b = tl.replace_head(torchvision.models.resnet18(weights=None), 3)
-    assert torch.equal(a.fc.weight, b.fc.weight)            # seed=0: the same head every time
+    assert torch.equal(a.fc.weight, b.fc.weight)  # seed=0: the same head every time
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
     tl.replace_head(a, 4)
-    assert torch.equal(torch.rand(5), expected)              # the caller's random stream is not reset
+    assert torch.equal(torch.rand(5), expected)  # the caller's random stream is not reset

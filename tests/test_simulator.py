@@ -1,4 +1,5 @@
 """The fine-tuning simulator's step: gradients reach exactly the trainable stages, frozen tensors stay bit-identical."""
+
 import copy
 
 import pytest
@@ -16,9 +17,14 @@ def _block(cin: int, cout: int) -> int:
     return n + (cin * cout + 2 * cout if cin != cout else 0)
 
 
-CLOSED_FORM = {"stem": 3 * 64 * 49 + 2 * 64, "layer1": 2 * _block(64, 64), "layer2": _block(64, 128) + _block(128, 128),
-               "layer3": _block(128, 256) + _block(256, 256), "layer4": _block(256, 512) + _block(512, 512),
-               "fc": 512 * 2 + 2}
+CLOSED_FORM = {
+    "stem": 3 * 64 * 49 + 2 * 64,
+    "layer1": 2 * _block(64, 64),
+    "layer2": _block(64, 128) + _block(128, 128),
+    "layer3": _block(128, 256) + _block(256, 256),
+    "layer4": _block(256, 512) + _block(512, 512),
+    "fc": 512 * 2 + 2,
+}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """The decision flowchart as a function: the four scenarios, the medium band, the budget step-down, bad inputs."""
+
 import numpy as np
 import pytest
 
@@ -7,14 +8,17 @@ from tlhelpers.strategy import LARGE, SMALL, recommend_strategy
 FE, PFT, FFT = "feature extraction", "partial fine-tuning", "full fine-tuning"
 
 
-@pytest.mark.parametrize("n, similarity, strategy, scenario", [
-    (300, "similar", FE, "scenario 1"),
-    (50_000, "similar", FFT, "scenario 2"),
-    (300, "different", PFT, "scenario 3"),
-    (50_000, "different", FFT, "scenario 4"),
-    (5_000, "similar", PFT, "medium"),
-    (5_000, "different", PFT, "medium"),
-])
+@pytest.mark.parametrize(
+    "n, similarity, strategy, scenario",
+    [
+        (300, "similar", FE, "scenario 1"),
+        (50_000, "similar", FFT, "scenario 2"),
+        (300, "different", PFT, "scenario 3"),
+        (50_000, "different", FFT, "scenario 4"),
+        (5_000, "similar", PFT, "medium"),
+        (5_000, "different", PFT, "medium"),
+    ],
+)
 def test_four_scenarios_and_medium_band(n, similarity, strategy, scenario):
     r = recommend_strategy(n, similarity, "ample")
     assert r.strategy == strategy and r.scenario.startswith(scenario)
@@ -35,14 +39,17 @@ def test_trainable_stages_match_strategy():
     assert recommend_strategy(50_000).trainable == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
 
 
-@pytest.mark.parametrize("n, similarity, ample, limited", [
-    (300, "similar", FE, FE),          # already the cheapest
-    (300, "different", PFT, FE),
-    (5_000, "similar", PFT, FE),
-    (5_000, "different", PFT, FE),
-    (50_000, "similar", FFT, FE),
-    (50_000, "different", FFT, PFT),   # features must adapt: step down only one level
-])
+@pytest.mark.parametrize(
+    "n, similarity, ample, limited",
+    [
+        (300, "similar", FE, FE),  # already the cheapest
+        (300, "different", PFT, FE),
+        (5_000, "similar", PFT, FE),
+        (5_000, "different", PFT, FE),
+        (50_000, "similar", FFT, FE),
+        (50_000, "different", FFT, PFT),  # features must adapt: step down only one level
+    ],
+)
 def test_limited_budget_steps_down(n, similarity, ample, limited):
     a, lim = recommend_strategy(n, similarity, "ample"), recommend_strategy(n, similarity, "limited")
     assert (a.strategy, lim.strategy) == (ample, limited)
@@ -51,15 +58,18 @@ def test_limited_budget_steps_down(n, similarity, ample, limited):
         assert "limited compute budget" in lim.reason
 
 
-@pytest.mark.parametrize("args, match", [
-    ((0,), "n_images must be a positive integer"),
-    ((-5,), "n_images must be a positive integer"),
-    ((2.5,), "n_images must be a positive integer"),
-    ((True,), "n_images must be a positive integer"),
-    (("1000",), "n_images must be a positive integer"),
-    ((100, "Similar"), "similarity must be 'similar' or 'different'"),
-    ((100, "similar", "huge"), "budget must be 'limited' or 'ample'"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((0,), "n_images must be a positive integer"),
+        ((-5,), "n_images must be a positive integer"),
+        ((2.5,), "n_images must be a positive integer"),
+        ((True,), "n_images must be a positive integer"),
+        (("1000",), "n_images must be a positive integer"),
+        ((100, "Similar"), "similarity must be 'similar' or 'different'"),
+        ((100, "similar", "huge"), "budget must be 'limited' or 'ample'"),
+    ],
+)
 def test_bad_inputs(args, match):
     with pytest.raises(ValueError, match=match):
         recommend_strategy(*args)
@@ -67,6 +77,7 @@ def test_bad_inputs(args, match):
 
 def test_flowchart_is_drawn_from_the_function():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -90,10 +101,15 @@ def test_exercise_checks(capsys):
     assert not check_situations(["feature extraction"])
 
     def solution(n, similarity, budget):
-        s = "feature extraction" if n < 1_000 and similarity == "similar" else (
-            "partial fine-tuning" if n <= 10_000 else "full fine-tuning")
+        s = (
+            "feature extraction"
+            if n < 1_000 and similarity == "similar"
+            else ("partial fine-tuning" if n <= 10_000 else "full fine-tuning")
+        )
         if budget == "limited" and s != "feature extraction":
-            return "partial fine-tuning" if s == "full fine-tuning" and similarity == "different" else "feature extraction"
+            return (
+                "partial fine-tuning" if s == "full fine-tuning" and similarity == "different" else "feature extraction"
+            )
         return s
 
     assert check_flowchart(solution)
@@ -104,7 +120,7 @@ def test_exercise_checks(capsys):
     assert not check_biggest_gain(results, "c") and not check_biggest_gain(None, "a")
     results = {"a": {FE: 0.5, PFT: 0.7, FFT: 0.9}, "b": {FE: 0.7, PFT: 0.8, FFT: 0.8}}
     assert check_biggest_gain(results, "a") and not check_biggest_gain(results, "b")
-    assert check_biggest_gain(results, "b", better=PFT, than=FFT)   # partial came closest to full on "b"
+    assert check_biggest_gain(results, "b", better=PFT, than=FFT)  # partial came closest to full on "b"
     assert not check_biggest_gain(results, "a", better=PFT, than=FFT)
     out = capsys.readouterr().out
     assert "ZeroDivisionError" in out and "✅" in out

@@ -1,4 +1,5 @@
 """Training loops, feature caching, embeddings, and the course backbone's transfer (direction test)."""
+
 import os
 import subprocess
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 import tlhelpers as tl
 
@@ -28,8 +28,15 @@ def test_fit_history_and_determinism(cat_dog):
         tl.freeze(model)
         tl.unfreeze(model, "fc")
         tl.set_seed(0)
-        h = tl.fit(model, tl.make_loader(train, 32, shuffle=True, seed=0), tl.make_loader(test, 100), epochs=2,
-                   transform=pre, progress=False, amp=False)
+        h = tl.fit(
+            model,
+            tl.make_loader(train, 32, shuffle=True, seed=0),
+            tl.make_loader(test, 100),
+            epochs=2,
+            transform=pre,
+            progress=False,
+            amp=False,
+        )
         runs.append((h, model.fc.weight.detach().clone()))
     h = runs[0][0]
     assert [r["epoch"] for r in h] == [1, 2]
@@ -100,8 +107,9 @@ def test_course_backbone_beats_random_init(cifar_root):
         ftr, ytr = tl.embed(model, train, pre)
         fte, yte = tl.embed(model, test, pre)
         mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
-        _, hist = tl.fit_head((ftr - mu) / sd, ytr, 2, (fte - mu) / sd, yte, epochs=30, lr=1e-3, weight_decay=1e-3,
-                              progress=False)
+        _, hist = tl.fit_head(
+            (ftr - mu) / sd, ytr, 2, (fte - mu) / sd, yte, epochs=30, lr=1e-3, weight_decay=1e-3, progress=False
+        )
         accs[w] = hist[-1]["val_acc"]
     print(accs)
     assert accs["course"] >= accs["random"] + 0.05, accs  # measured: +7.8 points (64.8% vs 57.0%)
@@ -140,23 +148,31 @@ def test_default_batch_size_follows_the_input_size():
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     assert default_batch_size(None) == 256
     assert default_batch_size(ImageClassification(crop_size=64, resize_size=64)) == 256
-    assert default_batch_size(ImageClassification(crop_size=224)) == 16     # ImageNet's preset: crop_size [224]
-    assert default_batch_size(BatchPreprocess(224, mean, std)) == 16        # an int crop_size
+    assert default_batch_size(ImageClassification(crop_size=224)) == 16  # ImageNet's preset: crop_size [224]
+    assert default_batch_size(BatchPreprocess(224, mean, std)) == 16  # an int crop_size
     assert default_batch_size(lambda x: x) == 256
-    assert default_batch_size(None, torch.zeros(2, 3, 224, 224)) == 16   # an already preprocessed batch
+    assert default_batch_size(None, torch.zeros(2, 3, 224, 224)) == 16  # an already preprocessed batch
     assert default_batch_size(None, torch.zeros(2, 3, 32, 32, dtype=torch.uint8)) == 256
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_reuse_freed_memory_is_opt_in_and_can_be_switched_off(tmp_path):
-    code = ("import torch, tlhelpers as tl\n"
-            "import tlhelpers.device as d\n"
-            "tl.embed(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.zeros(2, 3, 2, 2, dtype=torch.uint8))\n"
-            "print(d._MALLOC_TUNED, d.reuse_freed_memory(), d._MALLOC_TUNED)\n")
+    code = (
+        "import torch, tlhelpers as tl\n"
+        "import tlhelpers.device as d\n"
+        "tl.embed(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), torch.zeros(2, 3, 2, 2, "
+        "dtype=torch.uint8))\n"
+        "print(d._MALLOC_TUNED, d.reuse_freed_memory(), d._MALLOC_TUNED)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TLHELPERS_MALLOC_TUNE"}
     on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-    off = subprocess.run([sys.executable, "-c", code], env={**env, "TLHELPERS_MALLOC_TUNE": "0"}, capture_output=True,
-                         text=True, cwd=ROOT)
+    off = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "TLHELPERS_MALLOC_TUNE": "0"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
     glibc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else ""
     applied = "True" if glibc.startswith("glibc") else "False"

@@ -1,4 +1,5 @@
 """The widgets headless: toggles, the Train step button and the strategy controls change what is shown."""
+
 import base64
 
 import pytest
@@ -60,7 +61,12 @@ def test_strategy_guide_follows_controls():
     g.budget.value = "limited"
     assert g.recommendation.strategy == "partial fine-tuning" and "limited compute budget" in g.out.value
     assert g.chart.outputs[0]["data"]["text/plain"] == f"<flowchart: {g.recommendation.path}>"
-    for cls, c in (("tl-size", g.size), ("tl-similarity", g.similarity), ("tl-budget", g.budget), ("tl-recommendation", g.out)):
+    for cls, c in (
+        ("tl-size", g.size),
+        ("tl-similarity", g.similarity),
+        ("tl-budget", g.budget),
+        ("tl-recommendation", g.out),
+    ):
         assert cls in c._dom_classes
 
 

@@ -4,28 +4,90 @@ One module per concept: ``device``, ``data``, ``models``, ``freeze``, ``recipe``
 ``viz``, ``simulator``, ``strategy``, ``widgets``, ``pretrain`` (the offline course backbone)
 and ``cli`` (``python -m tlhelpers doctor | prefetch | bundle | pretrain``).
 """
+
 __version__ = "0.1.0"
 
-from .data import (CIFAR10_CLASSES, ImageTensors, load_cifar_pair, load_cifar_split, load_digits_task,
-                   load_image_folder, make_loader, prepare_batch, random_flip, train_val_split)
+from .data import (
+    CIFAR10_CLASSES,
+    ImageTensors,
+    load_cifar_pair,
+    load_cifar_split,
+    load_digits_task,
+    load_image_folder,
+    make_loader,
+    prepare_batch,
+    random_flip,
+    train_val_split,
+)
 from .device import autocast, get_device, loader_kwargs
 from .embed import embed, extract_embedding, nearest_neighbors, stage_features
-from .freeze import (count_params, freeze, make_optimizer, param_groups, set_trainable, stage_names, stage_table,
-                     trainable_stages, trainable_summary, unfreeze, unfreeze_last)
+from .freeze import (
+    count_params,
+    freeze,
+    make_optimizer,
+    param_groups,
+    set_trainable,
+    stage_names,
+    stage_table,
+    trainable_stages,
+    trainable_summary,
+    unfreeze,
+    unfreeze_last,
+)
 from .models import WeightsUnavailable, course_backbone_info, load_backbone, load_checkpoint, replace_head
 from .recipe import RECIPES, Recipe, epochs_for, recipe, train_batch_size
-from .strategy import recommend_strategy
 from .simulator import train_step
+from .strategy import recommend_strategy
 from .train import best_epoch, evaluate, fit, fit_head, predict, quick_mode, set_seed
 
 __all__ = [
-    "CIFAR10_CLASSES", "ImageTensors", "load_cifar_pair", "load_cifar_split", "load_digits_task", "load_image_folder",
-    "make_loader", "prepare_batch", "random_flip", "train_val_split", "RECIPES", "Recipe", "epochs_for", "recipe",
-    "train_batch_size", "best_epoch", "autocast", "get_device", "loader_kwargs", "embed", "extract_embedding",
-    "nearest_neighbors", "stage_features", "count_params", "freeze", "make_optimizer", "param_groups", "set_trainable",
-    "stage_names", "stage_table", "trainable_stages", "trainable_summary", "unfreeze", "unfreeze_last",
-    "WeightsUnavailable", "course_backbone_info", "load_backbone", "load_checkpoint", "replace_head",
-    "recommend_strategy", "train_step", "evaluate", "fit", "fit_head", "predict", "quick_mode", "set_seed",
+    "CIFAR10_CLASSES",
+    "ImageTensors",
+    "load_cifar_pair",
+    "load_cifar_split",
+    "load_digits_task",
+    "load_image_folder",
+    "make_loader",
+    "prepare_batch",
+    "random_flip",
+    "train_val_split",
+    "RECIPES",
+    "Recipe",
+    "epochs_for",
+    "recipe",
+    "train_batch_size",
+    "best_epoch",
+    "autocast",
+    "get_device",
+    "loader_kwargs",
+    "embed",
+    "extract_embedding",
+    "nearest_neighbors",
+    "stage_features",
+    "count_params",
+    "freeze",
+    "make_optimizer",
+    "param_groups",
+    "set_trainable",
+    "stage_names",
+    "stage_table",
+    "trainable_stages",
+    "trainable_summary",
+    "unfreeze",
+    "unfreeze_last",
+    "WeightsUnavailable",
+    "course_backbone_info",
+    "load_backbone",
+    "load_checkpoint",
+    "replace_head",
+    "recommend_strategy",
+    "train_step",
+    "evaluate",
+    "fit",
+    "fit_head",
+    "predict",
+    "quick_mode",
+    "set_seed",
 ]
 
 

@@ -16,6 +16,7 @@ Where things go: ``$TLHELPERS_HOME`` (default ``~/.cache/tlhelpers``) for data, 
 folder (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/...``) for weights.
 Errors are one line on stderr and a non-zero exit, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import settings
+
 EXIT_NOT_READY = 1
 EXIT_MISSING = 2
 BUNDLE_FORMAT = "tlhelpers-bundle-1"
 CIFAR_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 RUNTIME_DISTS = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm", "ipywidgets")
-BUNDLE_HINT = ("python -m tlhelpers bundle import tl-course.tar.gz   (a classroom bundle made on a machine with internet by "
-               "`python -m tlhelpers prefetch && python -m tlhelpers bundle export tl-course.tar.gz`)")
+BUNDLE_HINT = (
+    "python -m tlhelpers bundle import tl-course.tar.gz   (a classroom bundle made on a machine with internet by "
+    "`python -m tlhelpers prefetch && python -m tlhelpers bundle export tl-course.tar.gz`)"
+)
 
 
 def _remedy_lines(remedies, indent: str = "      ") -> str:
@@ -69,6 +74,7 @@ def _progress(iterable, total: int, desc: str):
 
 # ---------------------------------------------------------------- where things live
 
+
 def _hub_checkpoints() -> Path:
     import torch
 
@@ -77,14 +83,14 @@ def _hub_checkpoints() -> Path:
 
 def _course_archive() -> Path | None:
     """The course's cifar10-jpg.tar.gz if one is at hand ($TLHELPERS_ARCHIVE or ../shared/data beside the repo)."""
-    candidates = [os.environ.get("TLHELPERS_ARCHIVE"),
-                  Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    return settings.archive()
 
 
 def _archive_remedy() -> str:
     found = _course_archive()
-    return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + ("" if found else " (the course's JPEG copy)")
+    return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + (
+        "" if found else " (the course's JPEG copy)"
+    )
 
 
 def _weights_file_ok(path: Path) -> bool:
@@ -124,9 +130,11 @@ def _torchvision_cifar_ok(root: Path) -> bool:
 
 # ---------------------------------------------------------------- doctor
 
+
 @dataclass
 class Item:
     """One thing the course uses: whether it is here, where, and the ways to get it if not."""
+
     name: str
     ok: bool
     detail: str
@@ -138,8 +146,11 @@ def _weights_remedies(path: Path) -> tuple[str, ...]:
     import torchvision
 
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    return ("python -m tlhelpers prefetch   (needs internet)", BUNDLE_HINT,
-            f"download {url} on any machine and copy it to {path}")
+    return (
+        "python -m tlhelpers prefetch   (needs internet)",
+        BUNDLE_HINT,
+        f"download {url} on any machine and copy it to {path}",
+    )
 
 
 def _cifar_remedies() -> tuple[str, ...]:
@@ -156,26 +167,53 @@ def status() -> list[Item]:
         _course_state_dict()
         info = course_backbone_info()
         note = " (PROVISIONAL development weights)" if info.get("name") == "PROVISIONAL" else ""
-        items.append(Item("course backbone", True, f"sha256 verified, {info['source_test_accuracy']:.1%} source-task accuracy{note}"))
+        items.append(
+            Item(
+                "course backbone",
+                True,
+                f"sha256 verified, {info['source_test_accuracy']:.1%} source-task accuracy{note}",
+            )
+        )
     except Exception as e:  # missing or damaged file in the package
-        items.append(Item("course backbone", False, str(e).splitlines()[0], ("reinstall the course package: pip install -e .",)))
+        items.append(
+            Item("course backbone", False, str(e).splitlines()[0], ("reinstall the course package: pip install -e .",))
+        )
 
     w = imagenet_weights_path("resnet18")
     w_ok = _weights_file_ok(w)
-    detail = f"{w} (sha256 verified)" if w_ok else (f"{w} is damaged (checksum mismatch)" if w.is_file() else f"not at {w}")
-    items.append(Item("ImageNet ResNet18 weights", w_ok, detail + ("" if w_ok else "; until then the notebooks use "
-                      "the offline course backbone (announced)"), _weights_remedies(w), required=False))
+    detail = (
+        f"{w} (sha256 verified)" if w_ok else (f"{w} is damaged (checksum mismatch)" if w.is_file() else f"not at {w}")
+    )
+    items.append(
+        Item(
+            "ImageNet ResNet18 weights",
+            w_ok,
+            detail + ("" if w_ok else "; until then the notebooks use the offline course backbone (announced)"),
+            _weights_remedies(w),
+            required=False,
+        )
+    )
 
     cd, tv = cifar_dir(), _torchvision_cifar_root()
     counts = _cifar_folder_counts(cd)
     if all(counts[s] >= n for s, n in CIFAR_SPLIT_SIZES.items()):
-        items.append(Item("CIFAR-10", True, f"JPEG folder {cd} ({counts['train']:,} train / {counts['test']:,} test images)"))
+        items.append(
+            Item("CIFAR-10", True, f"JPEG folder {cd} ({counts['train']:,} train / {counts['test']:,} test images)")
+        )
     elif (tv / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(tv):
         items.append(Item("CIFAR-10", True, f"torchvision copy {tv / 'cifar-10-batches-py'} (md5 verified)"))
     else:
-        partial = f" (incomplete: {counts['train']:,} train / {counts['test']:,} test images)" if any(counts.values()) else ""
-        items.append(Item("CIFAR-10", False, f"neither the JPEG folder {cd}{partial} nor torchvision's copy "
-                          f"{tv / 'cifar-10-batches-py'} is here", _cifar_remedies()))
+        partial = (
+            f" (incomplete: {counts['train']:,} train / {counts['test']:,} test images)" if any(counts.values()) else ""
+        )
+        items.append(
+            Item(
+                "CIFAR-10",
+                False,
+                f"neither the JPEG folder {cd}{partial} nor torchvision's copy {tv / 'cifar-10-batches-py'} is here",
+                _cifar_remedies(),
+            )
+        )
     return items
 
 
@@ -183,8 +221,20 @@ def _versions() -> list[tuple[str, str | None]]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for dist in ("tlhelpers", "torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm",
-                 "ipywidgets", "jupyterlab", "jupyterlab_widgets", "ipykernel"):
+    for dist in (
+        "tlhelpers",
+        "torch",
+        "torchvision",
+        "numpy",
+        "scikit-learn",
+        "matplotlib",
+        "pillow",
+        "tqdm",
+        "ipywidgets",
+        "jupyterlab",
+        "jupyterlab_widgets",
+        "ipykernel",
+    ):
         try:
             out.append((dist, version(dist)))
         except PackageNotFoundError:
@@ -201,8 +251,11 @@ def cmd_doctor(args) -> int:
     print("  " + ", ".join(f"{d} {v}" for d, v in versions if v))
     for dist, v in versions:
         if v is None:
-            print(f"  [missing] {dist}" + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
-                  + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"]))
+            print(
+                f"  [missing] {dist}"
+                + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
+                + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"])
+            )
     try:
         get_device()
     except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
@@ -221,14 +274,21 @@ def cmd_doctor(args) -> int:
     blocking = [it.name for it in items if it.required and not it.ok]
     blocking += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
     if blocking:
-        print(f"Not ready: missing {', '.join(blocking)}. Apply a remedy for each, then run `python -m tlhelpers doctor` again.")
+        print(
+            f"Not ready: missing {', '.join(blocking)}. Apply a remedy for each, then run `python -m tlhelpers "
+            f"doctor` again."
+        )
         return EXIT_NOT_READY
     imagenet = next(it for it in items if it.name.startswith("ImageNet")).ok
-    print("Ready: the notebooks can run" + ("." if imagenet else " offline, with the course backbone instead of ImageNet weights."))
+    print(
+        "Ready: the notebooks can run"
+        + ("." if imagenet else " offline, with the course backbone instead of ImageNet weights.")
+    )
     return 0
 
 
 # ---------------------------------------------------------------- prefetch
+
 
 def _prefetch_weights() -> str | None:
     """Download (or verify) the ImageNet ResNet18 weights; return a 'missing' message or None."""
@@ -256,8 +316,10 @@ def _prefetch_weights() -> str | None:
             return None
         except Exception as e:  # URLError, timeouts, HTTP errors, hash mismatch
             why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}".rstrip(": ")
-    return (f"ImageNet ResNet18 weights ({why}); until they are here the notebooks use the offline course backbone "
-            "(and say so)" + _remedy_lines(_weights_remedies(path), "  "))
+    return (
+        f"ImageNet ResNet18 weights ({why}); until they are here the notebooks use the offline course backbone "
+        "(and say so)" + _remedy_lines(_weights_remedies(path), "  ")
+    )
 
 
 def _prefetch_cifar() -> str | None:
@@ -321,14 +383,18 @@ def cmd_prefetch(args) -> int:
 
 # ---------------------------------------------------------------- bundle
 
+
 def _bundle_sources() -> dict[str, Path]:
     """Bundle section name -> cache folder it comes from and goes back to."""
     from torchvision.datasets import CIFAR10
 
     from .data import cifar_dir
 
-    return {"cifar10-jpg": cifar_dir(), "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
-            "checkpoints": _hub_checkpoints()}
+    return {
+        "cifar10-jpg": cifar_dir(),
+        "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
+        "checkpoints": _hub_checkpoints(),
+    }
 
 
 def _files_to_export() -> dict[str, Path]:
@@ -361,8 +427,9 @@ def bundle_export(path: Path) -> int:
     # gzip mostly removes tar's per-file padding (60,000 small JPEGs: about 90 MB as .tar, 20 MB as .tar.gz)
     kwargs = {"mode": "w:gz", "compresslevel": 6} if path.name.endswith((".gz", ".tgz")) else {"mode": "w"}
     with tarfile.open(tmp, **kwargs) as tf:
-        data = json.dumps({"format": BUNDLE_FORMAT, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                           "files": manifest}, indent=0).encode()
+        data = json.dumps(
+            {"format": BUNDLE_FORMAT, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "files": manifest}, indent=0
+        ).encode()
         info = tarfile.TarInfo("MANIFEST.json")
         info.size, info.mtime = len(data), int(time.time())
         tf.addfile(info, io.BytesIO(data))
@@ -399,11 +466,16 @@ def bundle_import(path: Path) -> int:
             unknown = sorted({rel.split("/")[0] for rel in manifest} - set(targets))
             if unknown:
                 return _fail(f"{path} has unknown sections {unknown}: it was made by a newer tlhelpers; upgrade it")
-            bad = [rel for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
-                   if not (tmp / rel).is_file() or _sha256(tmp / rel) != digest]
+            bad = [
+                rel
+                for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
+                if not (tmp / rel).is_file() or _sha256(tmp / rel) != digest
+            ]
             if bad:
-                return _fail(f"bundle damaged: {len(bad):,} of {len(manifest):,} files missing or failing their sha256 "
-                             f"(first: {bad[0]}); nothing was imported. Copy the bundle again or export a new one")
+                return _fail(
+                    f"bundle damaged: {len(bad):,} of {len(manifest):,} files missing or failing their sha256 "
+                    f"(first: {bad[0]}); nothing was imported. Copy the bundle again or export a new one"
+                )
             for rel in manifest:  # everything verified: now move into place
                 section, _, sub = rel.partition("/")
                 out = targets[section] / sub
@@ -411,8 +483,10 @@ def bundle_import(path: Path) -> int:
                 shutil.move(str(tmp / rel), out)
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         why = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
-        return _fail(f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
-                     "copy it again or export a new one. Nothing was imported")
+        return _fail(
+            f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
+            "copy it again or export a new one. Nothing was imported"
+        )
     sections = sorted({rel.split("/")[0] for rel in manifest})
     print(f"imported {len(manifest):,} files, sha256 verified: " + ", ".join(f"{s} -> {targets[s]}" for s in sections))
     print("check with: python -m tlhelpers doctor")
@@ -426,6 +500,7 @@ def cmd_bundle(args) -> int:
 
 # ---------------------------------------------------------------- pretrain
 
+
 def cmd_pretrain(args) -> int:
     from .data import cifar_dir
     from .pretrain import pretrain
@@ -437,8 +512,11 @@ def cmd_pretrain(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tlhelpers", description=__doc__.splitlines()[0],
-                                epilog="Details: README.md, section 'Launch routes'.")
+    p = argparse.ArgumentParser(
+        prog="python -m tlhelpers",
+        description=__doc__.splitlines()[0],
+        epilog="Details: README.md, section 'Launch routes'.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("doctor", help="versions, device, cached data and weights, remedies").set_defaults(fn=cmd_doctor)
     pf = sub.add_parser("prefetch", help="download weights and CIFAR-10 into the cache, or unpack the JPEG archive")
@@ -449,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     pf.set_defaults(fn=cmd_prefetch)
     b = sub.add_parser("bundle", help="export or import the whole cache as one file (classrooms without network)")
     b.add_argument("action", choices=["export", "import"])
-    b.add_argument("file", help="the bundle file, e.g. tl-course.tar.gz (gzip-compressed; a .tar name writes it uncompressed)")
+    b.add_argument(
+        "file", help="the bundle file, e.g. tl-course.tar.gz (gzip-compressed; a .tar name writes it uncompressed)"
+    )
     b.set_defaults(fn=cmd_bundle)
     pt = sub.add_parser("pretrain", help="rebuild the offline course backbone")
     pt.add_argument("--out", default=str(Path(__file__).parent / "weights"))

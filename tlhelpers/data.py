@@ -14,6 +14,7 @@ Where the data comes from (argument ``source`` or the environment variable
   downloaded on first use (needs internet once).
 * ``"auto"`` (default): the folder tree if it exists, else torchvision's copy.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,25 +30,27 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .device import loader_kwargs
+from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root
 
 __all__ = [
-    "CIFAR10_CLASSES", "ImageTensors", "cache_dir", "cifar_dir", "unpack_archive",
-    "load_cifar_pair", "load_cifar_split", "load_image_folder", "make_loader",
-    "scan_image_folder", "load_digits_task", "random_flip", "train_val_split", "prepare_batch",
+    "CIFAR10_CLASSES",
+    "ImageTensors",
+    "cache_dir",
+    "cifar_dir",
+    "unpack_archive",
+    "load_cifar_pair",
+    "load_cifar_split",
+    "load_image_folder",
+    "make_loader",
+    "scan_image_folder",
+    "load_digits_task",
+    "random_flip",
+    "train_val_split",
+    "prepare_batch",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-def cache_dir() -> Path:
-    """The course cache: ``$TLHELPERS_HOME`` or ``~/.cache/tlhelpers``."""
-    return Path(os.environ.get("TLHELPERS_HOME", Path.home() / ".cache" / "tlhelpers")).expanduser()
-
-
-def cifar_dir() -> Path:
-    """Where the CIFAR-10 ImageFolder tree is expected: ``$TLHELPERS_CIFAR_DIR`` or ``<cache>/cifar10-jpg``."""
-    return Path(os.environ.get("TLHELPERS_CIFAR_DIR", cache_dir() / "cifar10-jpg")).expanduser()
 
 
 @dataclass
@@ -94,8 +97,10 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     training; a class with fewer than 2 images cannot be split and is an error naming it.
     """
     if not isinstance(data, ImageTensors):
-        raise TypeError(f"train_val_split takes an ImageTensors (from tl.load_cifar_pair, tl.load_image_folder, ...), "
-                        f"got {type(data).__name__}.")
+        raise TypeError(
+            f"train_val_split takes an ImageTensors (from tl.load_cifar_pair, tl.load_image_folder, ...), "
+            f"got {type(data).__name__}."
+        )
     if isinstance(val_fraction, bool) or not 0 < float(val_fraction) < 1:
         raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.2), got {val_fraction!r}.")
     g = torch.Generator().manual_seed(seed)
@@ -103,8 +108,10 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     counts = torch.bincount(data.labels, minlength=len(data.classes))
     for c, n in enumerate(counts.tolist()):
         if n < 2:
-            raise ValueError(f"Class {data.classes[c]!r} has {n} image(s): a train/validation split needs at least 2 "
-                             f"per class. Add images to it, or leave the class out.")
+            raise ValueError(
+                f"Class {data.classes[c]!r} has {n} image(s): a train/validation split needs at least 2 "
+                f"per class. Add images to it, or leave the class out."
+            )
         members = torch.nonzero(data.labels == c).flatten()
         members = members[torch.randperm(n, generator=g)]
         k = min(max(1, round(val_fraction * n)), n - 1)
@@ -115,8 +122,11 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     return data.subset(tr), data.subset(va)
 
 
-def prepare_batch(x: torch.Tensor, device: torch.device | str | None = None,
-                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def prepare_batch(
+    x: torch.Tensor,
+    device: torch.device | str | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The one way a batch becomes model input: move it to ``device``, then apply ``transform`` (the weights'
     preprocessing, which takes uint8 or float in [0, 1]); without a transform, uint8 is scaled to [0, 1]
     and float input is taken as already in [0, 1] (never divided by 255 twice). 4-D output is channels_last.
@@ -132,6 +142,7 @@ def prepare_batch(x: torch.Tensor, device: torch.device | str | None = None,
 
 # ---------------------------------------------------------------- class selection (labels only)
 
+
 def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> list[int]:
     """Map class names (any case, if that is unambiguous) or indices to indices in ``available``,
     with one clear error for bad input."""
@@ -146,7 +157,7 @@ def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> 
             out.append(int(c))
         elif c in available:
             out.append(list(available).index(c))
-        elif isinstance(c, str) and [a.lower() for a in available].count(c.lower()) == 1:   # "Cat" -> "cat"
+        elif isinstance(c, str) and [a.lower() for a in available].count(c.lower()) == 1:  # "Cat" -> "cat"
             out.append([a.lower() for a in available].index(c.lower()))
         else:
             raise ValueError(f"Unknown class {c!r}. Valid classes: {', '.join(available)}.")
@@ -155,9 +166,15 @@ def _resolve_classes(classes: Sequence[str | int], available: Sequence[str]) -> 
     return out
 
 
-def balanced_indices(targets: np.ndarray, class_ids: Sequence[int], n_total: int | None, seed: int = 0,
-                     split: str = "", names: Sequence[str] | None = None,
-                     where: str = "") -> tuple[np.ndarray, np.ndarray]:
+def balanced_indices(
+    targets: np.ndarray,
+    class_ids: Sequence[int],
+    n_total: int | None,
+    seed: int = 0,
+    split: str = "",
+    names: Sequence[str] | None = None,
+    where: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n_total // K`` indices per class (all if ``None``) with a fixed seed, from labels alone.
 
     Returns (indices into ``targets``, new labels 0..K-1 in the order of ``class_ids``).
@@ -196,6 +213,7 @@ def remap_labels(labels: torch.Tensor, class_ids: Sequence[int]) -> torch.Tensor
 
 # ---------------------------------------------------------------- ImageFolder trees
 
+
 def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
     """List an ImageFolder tree without opening any image: (class names, file paths, targets).
 
@@ -212,14 +230,18 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
         found = []
         for root, dirs, names in os.walk(path / c, followlinks=True):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found += [os.path.join(root, n) for n in sorted(names)
-                      if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")]
+            found += [
+                os.path.join(root, n)
+                for n in sorted(names)
+                if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
+            ]
         files += found
         targets += [ci] * len(found)
     if not classes or not files:
         raise FileNotFoundError(
             f"No class folders with images in {path}: expected {path}/<class_name>/<image>.jpg "
-            f"(extensions {', '.join(IMG_EXTENSIONS)}).")
+            f"(extensions {', '.join(IMG_EXTENSIONS)})."
+        )
     return classes, files, np.asarray(targets)
 
 
@@ -245,7 +267,7 @@ def _resize_center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
     x = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
     top, left = (nh - size) // 2, (nw - size) // 2
-    return x[:, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
+    return x[:, top : top + size, left : left + size].round().clamp(0, 255).to(torch.uint8)
 
 
 def decode_files(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
@@ -263,8 +285,13 @@ def decode_files(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
     return torch.stack(imgs)
 
 
-def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = None, n: int | None = None,
-                      seed: int = 0, image_size: int | None = None) -> ImageTensors:
+def load_image_folder(
+    path: str | os.PathLike,
+    classes: Sequence[str] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
+) -> ImageTensors:
     """Load (a balanced subset of) an ImageFolder tree ``path/<class>/<image>`` into memory.
 
     ``classes``: the class folders to use (default all, at least 2); ``n``: total images, split
@@ -307,8 +334,10 @@ def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = 
     root = next((p for p in tops if (p / "train").is_dir() and (p / "test").is_dir()), None)
     if root is None:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FileNotFoundError(f"{archive} has no train/ and test/ folders (at its top or one folder down): "
-                                "it is not the course's cifar10-jpg.tar.gz.")
+        raise FileNotFoundError(
+            f"{archive} has no train/ and test/ folders (at its top or one folder down): "
+            "it is not the course's cifar10-jpg.tar.gz."
+        )
     root.rename(dest)
     shutil.rmtree(tmp, ignore_errors=True)  # what is left when the tree was one folder down
     return dest
@@ -316,8 +345,9 @@ def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = 
 
 # ---------------------------------------------------------------- CIFAR-10 from either source
 
+
 def _source(source: str | None) -> str:
-    source = (source or os.environ.get("TLHELPERS_DATA_SOURCE") or "auto").lower()
+    source = (source or data_source()).lower()
     if source not in ("auto", "folder", "torchvision"):
         raise ValueError(f"Unknown data source {source!r}: use 'auto', 'folder' or 'torchvision'.")
     if source == "auto":
@@ -325,12 +355,20 @@ def _source(source: str | None) -> str:
     return source
 
 
-MISSING_DATA = ("CIFAR-10 is not available offline: run `python -m tlhelpers prefetch` with internet, or "
-                "`python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz` to unpack the course archive into {dir}.")
+MISSING_DATA = (
+    "CIFAR-10 is not available offline: run `python -m tlhelpers prefetch` with internet, or "
+    "`python -m tlhelpers prefetch --archive cifar10-jpg.tar.gz` to unpack the course archive into {dir}."
+)
 
 
-def load_cifar_split(split: str, classes: Sequence[str | int] = ("cat", "dog"), n: int | None = None, seed: int = 0,
-                     source: str | None = None, root: str | os.PathLike | None = None) -> ImageTensors:
+def load_cifar_split(
+    split: str,
+    classes: Sequence[str | int] = ("cat", "dog"),
+    n: int | None = None,
+    seed: int = 0,
+    source: str | None = None,
+    root: str | os.PathLike | None = None,
+) -> ImageTensors:
     """A balanced CIFAR-10 subset of ``split`` ("train"/"test"): ``n`` images (default all) over ``classes``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -340,8 +378,11 @@ def load_cifar_split(split: str, classes: Sequence[str | int] = ("cat", "dog"), 
         base = Path(root or cifar_dir()).expanduser()
         folder = base / split
         if not folder.is_dir():
-            raise FileNotFoundError(MISSING_DATA.format(dir=base) if root is None else
-                                    f"No CIFAR-10 {split}/ folder in {base}: expected {base}/{split}/<class>/*.jpg.")
+            raise FileNotFoundError(
+                MISSING_DATA.format(dir=base)
+                if root is None
+                else f"No CIFAR-10 {split}/ folder in {base}: expected {base}/{split}/<class>/*.jpg."
+            )
         folder_names, files, targets = scan_image_folder(folder)
         fids = _resolve_classes(names, folder_names)
         idx, lab = balanced_indices(targets, fids, n, seed, split, names=folder_names)
@@ -356,26 +397,34 @@ def load_cifar_split(split: str, classes: Sequence[str | int] = ("cat", "dog"), 
 def _torchvision_cifar(train: bool):
     from torchvision.datasets import CIFAR10
 
-    root = cache_dir() / "torchvision"
+    root = torchvision_cifar_root()
     try:
         return CIFAR10(str(root), train=train, download=not (root / "cifar-10-batches-py").is_dir())
     except Exception as e:  # URLError, socket errors, ...: say what is missing and the remedy
         raise RuntimeError(MISSING_DATA.format(dir=cifar_dir()) + f" (download failed: {type(e).__name__})") from None
 
 
-def load_cifar_pair(classes: Sequence[str | int] = ("cat", "dog"), n_train: int | None = 1000, n_test: int | None = 200,
-                    seed: int = 0, source: str | None = None,
-                    root: str | os.PathLike | None = None) -> tuple[ImageTensors, ImageTensors]:
+def load_cifar_pair(
+    classes: Sequence[str | int] = ("cat", "dog"),
+    n_train: int | None = 1000,
+    n_test: int | None = 200,
+    seed: int = 0,
+    source: str | None = None,
+    root: str | os.PathLike | None = None,
+) -> tuple[ImageTensors, ImageTensors]:
     """The CIFAR-10 class task: balanced train/test subsets of ``classes`` (any 2+ names or indices).
 
     ``n_train`` / ``n_test`` are totals split evenly over the classes (``None``: all images).
     Defaults reproduce the course workflow: cat vs dog, 1,000 train / 200 test, seed 0.
     """
-    return (load_cifar_split("train", classes, n_train, seed, source, root),
-            load_cifar_split("test", classes, n_test, seed, source, root))
+    return (
+        load_cifar_split("train", classes, n_train, seed, source, root),
+        load_cifar_split("test", classes, n_test, seed, source, root),
+    )
 
 
 # ---------------------------------------------------------------- a different domain, offline
+
 
 def load_digits_task(n_train: int | None = None, seed: int = 0, size: int = 32) -> tuple[ImageTensors, ImageTensors]:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes) as RGB uint8 images.
@@ -402,8 +451,15 @@ def load_digits_task(n_train: int | None = None, seed: int = 0, size: int = 32) 
 
 # ---------------------------------------------------------------- loading batches
 
-def make_loader(dataset: Dataset, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-                device: torch.device | str = "cpu", drop_last: bool = False) -> DataLoader:
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 64,
+    shuffle: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    drop_last: bool = False,
+) -> DataLoader:
     """A DataLoader that is fast for in-memory tensors and safe in Jupyter.
 
     For :class:`ImageTensors` each batch is one tensor gather (no per-image collate); other
@@ -412,10 +468,15 @@ def make_loader(dataset: Dataset, batch_size: int = 64, shuffle: bool = False, s
     g = torch.Generator().manual_seed(seed)
     if isinstance(dataset, ImageTensors):
         sampler = RandomSampler(dataset, generator=g) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
-                          pin_memory=torch.device(device).type == "cuda")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
-                      **loader_kwargs(device))
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(sampler, batch_size, drop_last),
+            batch_size=None,
+            pin_memory=torch.device(device).type == "cuda",
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last, **loader_kwargs(device)
+    )
 
 
 def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:

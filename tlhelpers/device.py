@@ -1,4 +1,5 @@
 """Device selection and DataLoader settings that are safe everywhere (scripts and Jupyter)."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -7,19 +8,24 @@ import sys
 
 import torch
 
+from . import settings
+
 __all__ = ["get_device", "loader_kwargs", "model_device", "fast_cpu_autocast", "autocast", "reuse_freed_memory"]
 
 
 def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
     """Pick CUDA, then Apple MPS, then CPU (or ``prefer`` / $TLHELPERS_DEVICE) and say which in one line."""
-    prefer = prefer or os.environ.get("TLHELPERS_DEVICE")
+    prefer = prefer or settings.device()
     if prefer:
         device = torch.device(prefer)
         mps = getattr(torch.backends, "mps", None)
         if (device.type == "cuda" and not torch.cuda.is_available()) or (
-                device.type == "mps" and not (mps is not None and mps.is_available())):
-            raise RuntimeError(f"Device {prefer!r} was asked for (argument or $TLHELPERS_DEVICE) but is not available "
-                               f"here: unset TLHELPERS_DEVICE or use 'cpu'.")
+            device.type == "mps" and not (mps is not None and mps.is_available())
+        ):
+            raise RuntimeError(
+                f"Device {prefer!r} was asked for (argument or $TLHELPERS_DEVICE) but is not available "
+                f"here: unset TLHELPERS_DEVICE or use 'cpu'."
+            )
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -46,7 +52,8 @@ def loader_kwargs(device: torch.device | str = "cpu", num_workers: int | None = 
 
     Inside a notebook, worker processes are only used where they are started by ``fork`` (Linux
     up to Python 3.13); with ``spawn`` or ``forkserver`` (macOS, Windows, Linux from Python 3.14)
-    they cannot import the notebook's code and crash, so there we load in the main process. ``pin_memory`` only helps CUDA.
+    they cannot import the notebook's code and crash, so there we load in the main process.
+    ``pin_memory`` only helps CUDA.
     """
     device = torch.device(device)
     if num_workers is None:
@@ -106,15 +113,17 @@ def reuse_freed_memory(trim_mb: int = 128) -> bool:
     global _MALLOC_TUNED
     if _MALLOC_TUNED is None:
         _MALLOC_TUNED = False
-        if sys.platform.startswith("linux") and os.environ.get("TLHELPERS_MALLOC_TUNE", "1") != "0":
+        if sys.platform.startswith("linux") and settings.malloc_tune():
             try:
                 import ctypes
+
                 libc = ctypes.CDLL("libc.so.6")
                 m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
                 # Blocks up to 32 MB (glibc's own upper limit) come from the heap, not from fresh mmaps ...
                 # ... and up to trim_mb of free memory at the top of the heap is kept for the next batch.
                 _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(
-                    libc.mallopt(m_trim_threshold, trim_mb << 20))
+                    libc.mallopt(m_trim_threshold, trim_mb << 20)
+                )
             except (OSError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
                 pass
     return _MALLOC_TUNED

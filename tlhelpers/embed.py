@@ -1,4 +1,5 @@
 """Embeddings: the penultimate-layer vectors of a backbone (512-d for ResNet18), and similarity search."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ from .data import ImageTensors, decode_files, make_loader
 from .device import _native_bf16, autocast, model_device
 from .models import head_of
 
-__all__ = ["BatchPreprocess", "embed", "extract_embedding", "fast_preprocess", "fold_batchnorm", "nearest_neighbors",
-           "stage_features"]
+__all__ = [
+    "BatchPreprocess",
+    "embed",
+    "extract_embedding",
+    "fast_preprocess",
+    "fold_batchnorm",
+    "nearest_neighbors",
+    "stage_features",
+]
 
 
 def fold_batchnorm(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
@@ -44,16 +52,32 @@ def fold_batchnorm(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Mod
     for node in list(gm.graph.nodes):
         bn = modules.get(node.target) if node.op == "call_module" else None
         src = node.args[0] if node.args else None
-        if not (isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and isinstance(src, Node)
-                and src.op == "call_module" and type(modules.get(src.target)) is nn.Conv2d and len(src.users) == 1):
+        if not (
+            isinstance(bn, nn.BatchNorm2d)
+            and bn.running_mean is not None
+            and isinstance(src, Node)
+            and src.op == "call_module"
+            and type(modules.get(src.target)) is nn.Conv2d
+            and len(src.users) == 1
+        ):
             continue
         conv = modules[src.target]
         with torch.no_grad():
-            w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
-                                        bn.weight, bn.bias)
+            w, b = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
         with torch.device("meta"):
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+                bias=True,
+                padding_mode=conv.padding_mode,
+            )
         fused.weight = nn.Parameter(w.detach().to(dtype or w.dtype), requires_grad=False)
         fused.bias = nn.Parameter(b.detach().to(dtype or b.dtype), requires_grad=False)
         name = "folded_" + src.target.replace(".", "_")
@@ -86,8 +110,9 @@ class BatchPreprocess(nn.Module):
     in [0, 255] or float in [0, 1]; output float32.
     """
 
-    def __init__(self, crop_size: int, mean, std, resize_size: int | None = None, mode: str = "bilinear",
-                 antialias: bool = True) -> None:
+    def __init__(
+        self, crop_size: int, mean, std, resize_size: int | None = None, mode: str = "bilinear", antialias: bool = True
+    ) -> None:
         super().__init__()
         self.crop_size, self.resize_size = int(crop_size), int(resize_size or crop_size)
         self.mode, self.antialias = mode, antialias
@@ -119,8 +144,14 @@ def fast_preprocess(transform: Callable) -> Callable:
     modes = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
     if not isinstance(transform, ImageClassification) or transform.interpolation not in modes:
         return transform
-    return BatchPreprocess(transform.crop_size[0], transform.mean, transform.std, transform.resize_size[0],
-                           modes[transform.interpolation], bool(transform.antialias))
+    return BatchPreprocess(
+        transform.crop_size[0],
+        transform.mean,
+        transform.std,
+        transform.resize_size[0],
+        modes[transform.interpolation],
+        bool(transform.antialias),
+    )
 
 
 def default_batch_size(transform: Callable | None, data: object = None) -> int:
@@ -131,16 +162,22 @@ def default_batch_size(transform: Callable | None, data: object = None) -> int:
     The input size is the transform's ``crop_size``, or, without a transform, the width of ``data``
     when it is an already preprocessed tensor.
     """
-    size = getattr(transform, "crop_size", None)   # torchvision presets: [224]; BatchPreprocess: 224
+    size = getattr(transform, "crop_size", None)  # torchvision presets: [224]; BatchPreprocess: 224
     if size is None:
         size = data.shape[-1] if isinstance(data, torch.Tensor) and data.ndim == 4 else 64
     return 256 if (size[0] if isinstance(size, (list, tuple)) else size) <= 96 else 16
 
 
 @torch.inference_mode()
-def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform: Callable | None = None,
-          batch_size: int | None = None, amp: bool = True, progress: bool = False,
-          fold_bn: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def embed(
+    model: nn.Module,
+    data: Dataset | DataLoader | torch.Tensor,
+    transform: Callable | None = None,
+    batch_size: int | None = None,
+    amp: bool = True,
+    progress: bool = False,
+    fold_bn: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
 
     Runs in eval mode under ``inference_mode``, channels_last, and bfloat16 autocast where the
@@ -166,13 +203,14 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
         _, head = head_of(runner)
         hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))
         if isinstance(data, torch.Tensor):
-            batches = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
+            batches = ((data[i : i + batch_size], None) for i in range(0, len(data), batch_size))
         elif isinstance(data, DataLoader):
             batches = data
         else:
             batches = make_loader(data, batch_size, device=device)
         if progress:
             from tqdm.auto import tqdm
+
             batches = tqdm(batches, desc="Embedding")
         for x, y in batches:
             x = x.to(device, non_blocking=True)
@@ -189,15 +227,17 @@ def embed(model: nn.Module, data: Dataset | DataLoader | torch.Tensor, transform
     return torch.cat(captured), (torch.cat(labels) if labels else None)
 
 
-def extract_embedding(path: str | os.PathLike, model: nn.Module, transform: Callable | None = None,
-                      image_size: int | None = None) -> np.ndarray:
+def extract_embedding(
+    path: str | os.PathLike, model: nn.Module, transform: Callable | None = None, image_size: int | None = None
+) -> np.ndarray:
     """The embedding of one image file as a 1-D NumPy array (works with a batch of one)."""
     img = decode_files([str(path)], image_size)  # (1, 3, H, W) uint8; names the file if unreadable
     return embed(model, img, transform)[0][0].numpy()
 
 
-def nearest_neighbors(query: torch.Tensor | np.ndarray, embeddings: torch.Tensor | np.ndarray,
-                      k: int = 5, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbors(
+    query: torch.Tensor | np.ndarray, embeddings: torch.Tensor | np.ndarray, k: int = 5, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` cosine neighbours of each query row among ``embeddings``: (indices, similarities).
 
     ``query`` may be one vector (D,) or a batch (Q, D). With ``exclude_self`` (query rows are rows
@@ -214,9 +254,15 @@ def nearest_neighbors(query: torch.Tensor | np.ndarray, embeddings: torch.Tensor
 
 
 @torch.inference_mode()
-def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transform: Callable | None = None,
-                   stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"), batch_size: int | None = None,
-                   amp: bool = True, grid: int = 1) -> dict[str, torch.Tensor]:
+def stage_features(
+    model: nn.Module,
+    data: ImageTensors | torch.Tensor,
+    transform: Callable | None = None,
+    stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
+    batch_size: int | None = None,
+    amp: bool = True,
+    grid: int = 1,
+) -> dict[str, torch.Tensor]:
     """Average-pooled output of each ResNet stage: ``{stage: N x C}`` (for per-stage linear probes).
 
     ``grid=1`` averages each map over the whole image; ``grid=g`` averages over a g x g grid of regions
@@ -225,15 +271,18 @@ def stage_features(model: nn.Module, data: ImageTensors | torch.Tensor, transfor
     batch_size = batch_size or default_batch_size(transform, data)
     device = model_device(model)
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
-    hooks = [model.get_submodule(s).register_forward_hook(
-        lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu()))
-        for s in stages]
+    hooks = [
+        model.get_submodule(s).register_forward_hook(
+            lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu())
+        )
+        for s in stages
+    ]
     images = data.images if isinstance(data, ImageTensors) else data
     was_training = model.training
     model.eval()
     try:
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(device)
+            x = images[i : i + batch_size].to(device)
             x = transform(x) if transform is not None else x.float() / 255
             with autocast(device, enabled=amp):
                 model(x.contiguous(memory_format=torch.channels_last))

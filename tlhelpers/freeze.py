@@ -9,6 +9,7 @@ but in ``model.train()`` mode its *running statistics* still drift with every ba
 therefore installs a small forward pre-hook that keeps every BatchNorm layer whose parameters are
 all frozen in eval mode, whatever ``model.train()`` says; unfreezing the layer lifts it again.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -16,9 +17,21 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["stage_names", "stage_modules", "freeze", "unfreeze", "unfreeze_last", "set_trainable",
-           "keep_frozen_bn_in_eval", "count_params", "trainable_summary", "stage_table", "param_groups",
-           "make_optimizer", "trainable_stages"]
+__all__ = [
+    "stage_names",
+    "stage_modules",
+    "freeze",
+    "unfreeze",
+    "unfreeze_last",
+    "set_trainable",
+    "keep_frozen_bn_in_eval",
+    "count_params",
+    "trainable_summary",
+    "stage_table",
+    "param_groups",
+    "make_optimizer",
+    "trainable_stages",
+]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -43,6 +56,7 @@ def stage_modules(model: nn.Module, stage: str) -> list[nn.Module]:
             stage = "fc"
     elif stage == "head":
         from .models import head_of
+
         stage = head_of(model)[0]
     try:
         return [model.get_submodule(stage)]
@@ -58,10 +72,12 @@ def _params(model: nn.Module, stages: Iterable[str] | str) -> list[nn.Parameter]
 
 def keep_frozen_bn_in_eval(model: nn.Module) -> nn.Module:
     """Make every BatchNorm layer whose parameters are all frozen run in eval mode (idempotent)."""
+
     def hook(module: nn.Module, args) -> None:
         params = list(module.parameters(recurse=False))
         if module.training and params and not any(p.requires_grad for p in params):
             module.eval()  # use (and keep) the pretrained running statistics
+
     for m in model.modules():
         if isinstance(m, _BN) and not getattr(m, "_tl_bn_guard", False):
             m.register_forward_pre_hook(hook)
@@ -71,7 +87,7 @@ def keep_frozen_bn_in_eval(model: nn.Module) -> nn.Module:
 
 def freeze(model: nn.Module, stages: Iterable[str] | str | None = None, bn_eval: bool = True) -> nn.Module:
     """Set ``requires_grad=False`` on ``stages`` (default: the whole model); frozen BatchNorm stays in eval."""
-    for p in (model.parameters() if stages is None else _params(model, stages)):
+    for p in model.parameters() if stages is None else _params(model, stages):
         p.requires_grad_(False)
     return keep_frozen_bn_in_eval(model) if bn_eval else model
 
@@ -89,7 +105,7 @@ def unfreeze_last(model: nn.Module, k: int) -> nn.Module:
     if not 0 <= k <= len(names):
         raise ValueError(f"k must be between 0 and {len(names)} (stages: {', '.join(names)}), got {k}")
     freeze(model)
-    return unfreeze(model, names[len(names) - k:]) if k else model
+    return unfreeze(model, names[len(names) - k :]) if k else model
 
 
 def set_trainable(model: nn.Module, stages: Iterable[str]) -> nn.Module:
@@ -156,13 +172,16 @@ def param_groups(model: nn.Module, lrs: dict[str, float], default_lr: float | No
         if default_lr is None:
             left = {id(p) for p in rest}
             names = [s for s in stage_names(model) if any(id(p) in left for p in _params(model, s))]
-            raise ValueError(f"Trainable stages without a learning rate: {', '.join(names)}; add them or pass default_lr.")
+            raise ValueError(
+                f"Trainable stages without a learning rate: {', '.join(names)}; add them or pass default_lr."
+            )
         groups.append({"params": rest, "lr": default_lr, "name": "other"})
     return groups
 
 
-def make_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3, stage_lrs: dict[str, float] | None = None,
-                   **kwargs) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, name: str = "adam", lr: float = 1e-3, stage_lrs: dict[str, float] | None = None, **kwargs
+) -> torch.optim.Optimizer:
     """An optimizer over the *trainable* parameters only (``adam``, ``adamw`` or ``sgd``).
 
     Frozen parameters never get optimizer state (Adam keeps two buffers per parameter).

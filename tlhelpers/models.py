@@ -14,9 +14,9 @@
 
 There is never a silent random initialisation.
 """
+
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from importlib import resources
@@ -27,8 +27,18 @@ import torch.nn as nn
 import torchvision
 from torchvision.transforms._presets import ImageClassification
 
-__all__ = ["load_backbone", "replace_head", "course_backbone_info", "imagenet_weights_path",
-           "load_checkpoint", "head_of", "WeightsUnavailable"]
+from . import settings
+from .settings import offline
+
+__all__ = [
+    "load_backbone",
+    "replace_head",
+    "course_backbone_info",
+    "imagenet_weights_path",
+    "load_checkpoint",
+    "head_of",
+    "WeightsUnavailable",
+]
 
 COURSE_FILE = "course_resnet18.pt"
 
@@ -54,16 +64,16 @@ def _course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
     ref = resources.files("tlhelpers").joinpath("weights", COURSE_FILE)
     with resources.as_file(ref) as path:
         if not Path(path).is_file():
-            raise WeightsUnavailable(f"The course backbone file is missing from the package ({path}): reinstall tlhelpers "
-                                     "or rebuild it with `python -m tlhelpers pretrain`.")
-        h = hashlib.sha256()
-        with open(path, "rb") as f:  # in chunks: no extra copy of the whole file in memory
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+            raise WeightsUnavailable(
+                f"The course backbone file is missing from the package ({path}): reinstall tlhelpers "
+                "or rebuild it with `python -m tlhelpers pretrain`."
+            )
+        digest = settings.sha256_file(path)  # in chunks: no extra copy of the whole file in memory
         if digest != info["sha256"]:
-            raise WeightsUnavailable(f"Checksum mismatch for {path}: expected sha256 {info['sha256'][:12]}..., got "
-                                     f"{digest[:12]}... The file is damaged: reinstall tlhelpers.")
+            raise WeightsUnavailable(
+                f"Checksum mismatch for {path}: expected sha256 {info['sha256'][:12]}..., got "
+                f"{digest[:12]}... The file is damaged: reinstall tlhelpers."
+            )
         sd = torch.load(path, map_location="cpu", weights_only=True)
     if dtype is None:
         return sd
@@ -81,12 +91,7 @@ def _imagenet_enum(name: str):
 
 def imagenet_weights_path(name: str = "resnet18") -> Path:
     """Where torchvision caches the ImageNet weights of ``name`` (``$TORCH_HOME/hub/checkpoints/...``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_imagenet_enum(name).url)
-
-
-def offline() -> bool:
-    """True when ``$TLHELPERS_OFFLINE`` is 1/true/yes: never try to download (``0`` or unset: downloads allowed)."""
-    return os.environ.get("TLHELPERS_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    return settings.hub_checkpoints() / os.path.basename(_imagenet_enum(name).url)
 
 
 def _imagenet_state_dict(name: str) -> dict:
@@ -97,13 +102,17 @@ def _imagenet_state_dict(name: str) -> dict:
     try:
         return w.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # URLError, socket timeout, HTTP errors, truncated files
-        raise WeightsUnavailable(_no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")) from None
+        raise WeightsUnavailable(
+            _no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")
+        ) from None
 
 
 def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
-    return (f"ImageNet weights for {name} are not cached and cannot be downloaded ({why}). Remedies: run "
-            f"`python -m tlhelpers prefetch` on a machine with internet; or copy {os.path.basename(path)} to {path}; "
-            f"or use the offline course backbone with weights='course'.")
+    return (
+        f"ImageNet weights for {name} are not cached and cannot be downloaded ({why}). Remedies: run "
+        f"`python -m tlhelpers prefetch` on a machine with internet; or copy {os.path.basename(path)} to {path}; "
+        f"or use the offline course backbone with weights='course'."
+    )
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -118,7 +127,10 @@ def _read_state_dict(path: Path) -> dict:
                 sd = sd[key]
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__}).")
-    return {k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+    return {
+        k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
+        for k, v in sd.items()
+    }
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -135,7 +147,9 @@ def _load_into(model: nn.Module, sd: dict, path: Path) -> nn.Module:
     if missing or unexpected or shape:
         parts = []
         if shape:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:4]))
+            parts.append(
+                "shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:4])
+            )
         if missing:
             parts.append(f"missing {len(missing)}: " + ", ".join(missing[:4]))
         if unexpected:
@@ -163,7 +177,7 @@ def replace_head(model: nn.Module, num_classes: int, seed: int | None = 0) -> nn
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     path, old = head_of(model)
-    with torch.random.fork_rng(devices=[]):   # a reproducible head without resetting the caller's random state
+    with torch.random.fork_rng(devices=[]):  # a reproducible head without resetting the caller's random state
         if seed is not None:
             torch.manual_seed(seed)
         new = nn.Linear(old.in_features, num_classes)
@@ -175,8 +189,12 @@ def replace_head(model: nn.Module, num_classes: int, seed: int | None = 0) -> nn
     return model
 
 
-def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = None, num_classes: int | None = None,
-                  verbose: bool = True) -> tuple[nn.Module, nn.Module]:
+def load_backbone(
+    name: str = "resnet18",
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    verbose: bool = True,
+) -> tuple[nn.Module, nn.Module]:
     """Build ``name`` with ``weights`` resolved (see module doc); return ``(model, preprocess)``.
 
     ``preprocess`` is the batched transform that goes with the weights (``weights.transforms()``
@@ -184,8 +202,7 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
     ``num_classes`` replaces the head with a new ``nn.Linear`` for that many classes.
     """
     if weights is None:
-        from .train import quick_mode
-        weights = "course" if quick_mode() else (os.environ.get("TLHELPERS_WEIGHTS") or "auto")
+        weights = "course" if settings.quick_mode() else settings.weights()
     weights = str(weights)
     model = torchvision.models.get_model(name, weights=None)
     if weights == "auto":
@@ -195,8 +212,11 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
         except WeightsUnavailable:
             if name != "resnet18":
                 raise
-            _announce("ImageNet weights not available offline: using the course backbone below instead "
-                      "(for ImageNet weights run `python -m tlhelpers prefetch` with internet).", verbose)
+            _announce(
+                "ImageNet weights not available offline: using the course backbone below instead "
+                "(for ImageNet weights run `python -m tlhelpers prefetch` with internet).",
+                verbose,
+            )
             weights = "course"
     if weights == "imagenet":
         if "sd" not in locals():
@@ -211,26 +231,36 @@ def load_backbone(name: str = "resnet18", weights: str | os.PathLike | None = No
         model.fc = nn.Linear(model.fc.in_features, len(info["source_classes"]))
         model.load_state_dict(_course_state_dict(dtype=None))  # fp16 copied into the fp32 parameters: no fp32 temporary
         preprocess = _course_preprocess()
-        _announce(f"Weights: course backbone, ResNet18 pretrained offline on {info['source_images']:,} CIFAR-10 images of "
-                  f"{len(info['source_classes'])} classes without cats or dogs ({info['preprocessing']['size']} px input, "
-                  f"{info['source_test_accuracy']:.1%} source-task test accuracy).", verbose)
+        _announce(
+            f"Weights: course backbone, ResNet18 pretrained offline on {info['source_images']:,} CIFAR-10 images of "
+            f"{len(info['source_classes'])} classes without cats or dogs ({info['preprocessing']['size']} px input, "
+            f"{info['source_test_accuracy']:.1%} source-task test accuracy).",
+            verbose,
+        )
     elif weights == "random":
         preprocess = _course_preprocess() if name == "resnet18" else _imagenet_enum(name).transforms()
         _announce(f"Weights: {name} randomly initialised (no pretraining).", verbose)
     else:
         path = Path(weights).expanduser()
         if not path.suffix and not path.exists():
-            raise ValueError(f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path.")
+            raise ValueError(
+                f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path."
+            )
         meta = path.with_suffix(".json")
         sd = _read_state_dict(path)
         fc_w = sd.get("fc.weight")
-        if fc_w is not None and isinstance(getattr(model, "fc", None), nn.Linear) and fc_w.shape[0] != model.fc.out_features:
+        if (
+            fc_w is not None
+            and isinstance(getattr(model, "fc", None), nn.Linear)
+            and fc_w.shape[0] != model.fc.out_features
+        ):
             model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
         _load_into(model, sd, path)
         if meta.is_file():
             p = json.loads(meta.read_text())["preprocessing"]
-            preprocess = ImageClassification(crop_size=p["size"], resize_size=p.get("resize_size", p["size"]),
-                                             mean=p["mean"], std=p["std"])
+            preprocess = ImageClassification(
+                crop_size=p["size"], resize_size=p.get("resize_size", p["size"]), mean=p["mean"], std=p["std"]
+            )
             how = f"preprocessing from {meta.name}"
         else:
             preprocess = _imagenet_enum(name).transforms()

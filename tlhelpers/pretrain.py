@@ -10,6 +10,7 @@ Cats and dogs never enter pretraining (asserted below), so "cat vs dog" is genui
 
     python -m tlhelpers pretrain --epochs 16 --out tlhelpers/weights
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ SOURCE_CLASSES = [c for c in CIFAR10_CLASSES if c not in ("cat", "dog")]
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]  # CIFAR-10 channel statistics
 
 
-def augment(x: torch.Tensor, size: int, generator: torch.Generator, max_shift: float = 4 / 32,
-            min_scale: float = 1.0) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, size: int, generator: torch.Generator, max_shift: float = 4 / 32, min_scale: float = 1.0
+) -> torch.Tensor:
     """Random zoom (crop of ``min_scale``..1 of the area) + translation (up to ``max_shift`` of the width)
     + horizontal flip + resize to ``size``, batched.
 
@@ -61,9 +63,9 @@ def accuracy(model: nn.Module, data: ImageTensors, size: int, batch: int = 500) 
     model.eval()
     correct = 0
     for i in range(0, len(data), batch):
-        x = normalize(data.images[i:i + batch], size).contiguous(memory_format=torch.channels_last)
+        x = normalize(data.images[i : i + batch], size).contiguous(memory_format=torch.channels_last)
         with autocast("cpu"):
-            correct += (model(x).argmax(1) == data.labels[i:i + batch]).sum().item()
+            correct += (model(x).argmax(1) == data.labels[i : i + batch]).sum().item()
     return correct / len(data)
 
 
@@ -74,7 +76,7 @@ def pooled_features(model: nn.Module, images: torch.Tensor, size: int, batch: in
     body = nn.Sequential(*list(model.children())[:-1])
     out = []
     for i in range(0, len(images), batch):
-        x = normalize(images[i:i + batch], size).contiguous(memory_format=torch.channels_last)
+        x = normalize(images[i : i + batch], size).contiguous(memory_format=torch.channels_last)
         with autocast("cpu"):
             out.append(body(x).flatten(1).float())
     return torch.cat(out).numpy()
@@ -93,9 +95,19 @@ def probe(model: nn.Module, size: int, n_train: int = 1000, seed: int = 0) -> fl
     return float(clf.score(pooled_features(model, te.images, size), te.labels.numpy()))
 
 
-def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int = 256, lr: float = 0.2,
-             weight_decay: float = 5e-4, label_smoothing: float = 0.1, min_scale: float = 1.0, seed: int = 0,
-             probe_every: int = 0, log=print) -> dict:
+def pretrain(
+    out: str | Path,
+    epochs: int = 16,
+    size: int = 64,
+    batch_size: int = 256,
+    lr: float = 0.2,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.1,
+    min_scale: float = 1.0,
+    seed: int = 0,
+    probe_every: int = 0,
+    log=print,
+) -> dict:
     """Train the course backbone and write ``course_resnet18.pt`` (fp16) + ``course_resnet18.json`` to ``out``."""
     assert "cat" not in SOURCE_CLASSES and "dog" not in SOURCE_CLASSES
     torch.manual_seed(seed)
@@ -103,13 +115,20 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
     train = load_cifar_split("train", SOURCE_CLASSES, None, seed, source="folder")
     test = load_cifar_split("test", SOURCE_CLASSES, None, seed, source="folder")
     assert set(train.classes) == set(SOURCE_CLASSES) and not {"cat", "dog"} & set(train.classes)
-    log(f"loaded {len(train)} train / {len(test)} test images of {len(SOURCE_CLASSES)} classes in {time.perf_counter() - t0:.1f}s")
+    log(
+        f"loaded {len(train)} train / {len(test)} test images of {len(SOURCE_CLASSES)} classes in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
 
     model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES)).to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
-                          lr=lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+    )
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
     g = torch.Generator().manual_seed(seed)
@@ -120,9 +139,11 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
         perm = torch.randperm(len(train), generator=g)
         tot_loss, correct = 0.0, 0
         for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             x = augment(train.images[idx].float().div_(255), size, g, min_scale=min_scale)
-            x = ((x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]).contiguous(memory_format=torch.channels_last)
+            x = ((x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]).contiguous(
+                memory_format=torch.channels_last
+            )
             y = train.labels[idx]
             with autocast("cpu"):
                 logits = model(x)
@@ -133,8 +154,12 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
             sched.step()
             tot_loss += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
-        rec = {"epoch": epoch + 1, "train_loss": tot_loss / len(train), "train_acc": correct / len(train),
-               "seconds": time.perf_counter() - t}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": tot_loss / len(train),
+            "train_acc": correct / len(train),
+            "seconds": time.perf_counter() - t,
+        }
         if epoch == epochs - 1 or (probe_every and (epoch + 1) % probe_every == 0):
             rec["test_acc"] = accuracy(model, test, size)
             if probe_every:
@@ -158,13 +183,26 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
         "source_images": len(train),
         "source_test_images": len(test),
         "source_test_accuracy": round(accuracy(shipped, test, size), 4),
-        "preprocessing": {"size": size, "mean": MEAN, "std": STD,
-                          "note": "CIFAR-10 32 px images resized (bilinear, antialias) to size x size"},
-        "recipe": {"function": "tlhelpers.pretrain.pretrain", "epochs": epochs, "batch_size": batch_size,
-                   "optimizer": "SGD nesterov momentum 0.9", "lr_max": lr, "schedule": "OneCycleLR pct_start=0.25",
-                   "weight_decay": weight_decay, "label_smoothing": label_smoothing, "seed": seed,
-                   "augmentation": f"random zoom (area {min_scale}..1) + translate +-4/32 (reflection) + horizontal flip, batched",
-                   "precision": "bfloat16 autocast where the CPU supports it, channels_last"},
+        "preprocessing": {
+            "size": size,
+            "mean": MEAN,
+            "std": STD,
+            "note": "CIFAR-10 32 px images resized (bilinear, antialias) to size x size",
+        },
+        "recipe": {
+            "function": "tlhelpers.pretrain.pretrain",
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "optimizer": "SGD nesterov momentum 0.9",
+            "lr_max": lr,
+            "schedule": "OneCycleLR pct_start=0.25",
+            "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing,
+            "seed": seed,
+            "augmentation": f"random zoom (area {min_scale}..1) + translate +-4/32 (reflection) + horizontal flip, "
+            f"batched",
+            "precision": "bfloat16 autocast where the CPU supports it, channels_last",
+        },
         "dtype": "float16",
         "train_seconds": round(time.perf_counter() - t0, 1),
         "torch": torch.__version__,
@@ -172,6 +210,8 @@ def pretrain(out: str | Path, epochs: int = 16, size: int = 64, batch_size: int 
         "history": history,
     }
     (out / "course_resnet18.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"wrote {out / 'course_resnet18.pt'} ({(out / 'course_resnet18.pt').stat().st_size / 1e6:.1f} MB), "
-        f"test accuracy {meta['source_test_accuracy']:.4f}, {meta['train_seconds']:.0f}s")
+    log(
+        f"wrote {out / 'course_resnet18.pt'} ({(out / 'course_resnet18.pt').stat().st_size / 1e6:.1f} MB), "
+        f"test accuracy {meta['source_test_accuracy']:.4f}, {meta['train_seconds']:.0f}s"
+    )
     return meta

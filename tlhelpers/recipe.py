@@ -3,6 +3,7 @@
 Notebooks, docs (``python -m tlhelpers recipe`` prints :func:`recipe_table`) and benchmarks all read it
 from here, so a number changed here changes everywhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,13 +11,25 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-__all__ = ["RESNET_STAGES", "HEAD_LR", "BACKBONE_LR", "SCRATCH_LR", "Recipe", "RECIPES", "STRATEGIES", "recipe",
-           "epochs_for", "train_batch_size", "recipe_table", "lr_text"]
+__all__ = [
+    "RESNET_STAGES",
+    "HEAD_LR",
+    "BACKBONE_LR",
+    "SCRATCH_LR",
+    "Recipe",
+    "RECIPES",
+    "STRATEGIES",
+    "recipe",
+    "epochs_for",
+    "train_batch_size",
+    "recipe_table",
+    "lr_text",
+]
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
-HEAD_LR = 1e-3       # Adam: a new head starts from random weights and must learn fast
-BACKBONE_LR = 1e-4   # pretrained stages move gently: adapted, not overwritten
-SCRATCH_LR = 1e-3    # no pretrained weights to protect: the usual Adam rate everywhere
+HEAD_LR = 1e-3  # Adam: a new head starts from random weights and must learn fast
+BACKBONE_LR = 1e-4  # pretrained stages move gently: adapted, not overwritten
+SCRATCH_LR = 1e-3  # no pretrained weights to protect: the usual Adam rate everywhere
 
 
 @dataclass(frozen=True)
@@ -26,12 +39,12 @@ class Recipe:
     strategy: str
     trainable: tuple[str, ...]
     head_lr: float
-    backbone_lr: float | None = None   # None: only the head trains
-    weights: str = "pretrained"        # "pretrained" or "random" (from scratch)
-    head_epochs: int = 40              # feature extraction: epochs of the head on cached features
+    backbone_lr: float | None = None  # None: only the head trains
+    weights: str = "pretrained"  # "pretrained" or "random" (from scratch)
+    head_epochs: int = 40  # feature extraction: epochs of the head on cached features
     weight_decay: float = 0.0
-    patience: int = 3                  # early stopping: epochs without a better validation loss
-    augment: str = "flip"              # fine-tuning runs: random horizontal flips of each batch
+    patience: int = 3  # early stopping: epochs without a better validation loss
+    augment: str = "flip"  # fine-tuning runs: random horizontal flips of each batch
 
     @property
     def cached(self) -> bool:
@@ -47,8 +60,9 @@ class Recipe:
         from .freeze import make_optimizer, set_trainable
 
         set_trainable(model, self.trainable)
-        return make_optimizer(model, "adam", lr=self.head_lr, stage_lrs=self.stage_lrs(),
-                              weight_decay=self.weight_decay)
+        return make_optimizer(
+            model, "adam", lr=self.head_lr, stage_lrs=self.stage_lrs(), weight_decay=self.weight_decay
+        )
 
 
 RECIPES: dict[str, Recipe] = {
@@ -91,8 +105,7 @@ def train_batch_size(input_px: int, device: torch.device | str = "cpu") -> int:
 
 def recipe_table() -> str:
     """The recipe as a Markdown table (strategy, trainable stages, learning rates, epochs, early stopping)."""
-    lines = ["| strategy | trainable stages | learning rate (Adam) | epochs | selection |",
-             "|---|---|---|---|---|"]
+    lines = ["| strategy | trainable stages | learning rate (Adam) | epochs | selection |", "|---|---|---|---|---|"]
     for r in RECIPES.values():
         stages = "head (fc)" if r.cached else "all" if r.trainable == RESNET_STAGES else " + ".join(r.trainable)
         if r.backbone_lr is None:
@@ -103,9 +116,15 @@ def recipe_table() -> str:
             lr = f"pretrained stages {lr_text(r.backbone_lr)}, head {lr_text(r.head_lr)}"
         if r.weights == "random":
             lr += " (random init)"
-        ep = (f"{r.head_epochs} on cached features" if r.cached else
-              f"up to {epochs_for(200)} / {epochs_for(1000)} / {epochs_for(10_000)} (200 / 1,000 / 10,000 images)")
-        sel = f"best validation loss; weight decay {lr_text(r.weight_decay)}" if r.cached else (
-            f"best validation loss, patience {r.patience}; {r.augment} augmentation")
+        ep = (
+            f"{r.head_epochs} on cached features"
+            if r.cached
+            else f"up to {epochs_for(200)} / {epochs_for(1000)} / {epochs_for(10_000)} (200 / 1,000 / 10,000 images)"
+        )
+        sel = (
+            f"best validation loss; weight decay {lr_text(r.weight_decay)}"
+            if r.cached
+            else (f"best validation loss, patience {r.patience}; {r.augment} augmentation")
+        )
         lines.append(f"| {r.strategy} | {stages} | {lr} | {ep} | {sel} |")
     return "\n".join(lines)

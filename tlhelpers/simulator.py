@@ -2,6 +2,7 @@
 
 The widget in :mod:`tlhelpers.widgets` is only a view over :func:`train_step`.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,11 +24,11 @@ class StepReport:
 
     stages: list[str]
     trainable: dict[str, bool]
-    grad_norm: dict[str, float]       # L2 norm of the parameter gradients (0.0: no gradient reached the weights)
-    signal_norm: dict[str, float]     # L2 norm of the gradient w.r.t. the stage's output (0.0: backward never got here)
-    changed: dict[str, int]           # parameter tensors whose values changed in the step
-    n_tensors: dict[str, int]         # parameter tensors in the stage
-    changed_names: list[str]          # the names of the changed parameter tensors (``layer4.0.conv1.weight``, ...)
+    grad_norm: dict[str, float]  # L2 norm of the parameter gradients (0.0: no gradient reached the weights)
+    signal_norm: dict[str, float]  # L2 norm of the gradient w.r.t. the stage's output (0.0: backward never got here)
+    changed: dict[str, int]  # parameter tensors whose values changed in the step
+    n_tensors: dict[str, int]  # parameter tensors in the stage
+    changed_names: list[str]  # the names of the changed parameter tensors (``layer4.0.conv1.weight``, ...)
     trainable_params: int
     total_params: int
     loss: float
@@ -44,23 +45,41 @@ class StepReport:
 
     def summary(self) -> str:
         """Booleans and counts only (no norms, no times): the deterministic part of the step."""
+
         def names(pred):
             return ", ".join(s for s in self.stages if pred(s)) or "none"
-        return (f"trainable: {names(lambda s: self.trainable[s])} ({self.trainable_params:,} / {self.total_params:,} parameters)\n"
-                f"weight gradients reached: {names(self.receives_gradient)}\n"
-                f"backward pass reached the output of: {names(self.passes_signal)}\n"
-                f"parameter tensors changed: {', '.join(f'{s} {self.changed[s]}/{self.n_tensors[s]}' for s in self.stages if self.changed[s]) or 'none'}")
+
+        return (
+            f"trainable: {names(lambda s: self.trainable[s])} ({self.trainable_params:,} / {self.total_params:,} "
+            f"parameters)\n"
+            f"weight gradients reached: {names(self.receives_gradient)}\n"
+            f"backward pass reached the output of: {names(self.passes_signal)}\n"
+            f"parameter tensors changed: "
+            + (
+                ", ".join(f"{s} {self.changed[s]}/{self.n_tensors[s]}" for s in self.stages if self.changed[s])
+                or "none"
+            )
+        )
 
     def table(self) -> str:
         lines = [f"{'stage':<8} {'status':<9} {'weight grad':>12} {'backprop signal':>16}  changed"]
         for s in self.stages:
-            lines.append(f"{s:<8} {'trainable' if self.trainable[s] else 'frozen':<9} {self.grad_norm[s]:>12.3g} "
-                         f"{self.signal_norm[s]:>16.3g}  {self.changed[s]}/{self.n_tensors[s]}")
+            lines.append(
+                f"{s:<8} {'trainable' if self.trainable[s] else 'frozen':<9} {self.grad_norm[s]:>12.3g} "
+                f"{self.signal_norm[s]:>16.3g}  {self.changed[s]}/{self.n_tensors[s]}"
+            )
         return "\n".join(lines)
 
 
-def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, trainable: list[str] | dict[str, bool],
-               lr: float = 1e-2, transform=None, amp: bool = False) -> StepReport:
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    trainable: list[str] | dict[str, bool],
+    lr: float = 1e-2,
+    transform=None,
+    amp: bool = False,
+) -> StepReport:
     """Make exactly the ``trainable`` stages trainable, run one forward/backward/SGD step on a real batch.
 
     Returns per-stage weight-gradient norms (where gradients reach parameters), the norm of the
@@ -68,8 +87,10 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tra
     tensors changed, the trainable count, the loss and the wall time of the step.
     """
     if images.ndim != 4 or len(images) != len(labels) or len(labels) == 0:
-        raise ValueError(f"Need a non-empty batch (N, 3, H, W) with N labels, got images {tuple(images.shape)} "
-                         f"and labels {tuple(labels.shape)}")
+        raise ValueError(
+            f"Need a non-empty batch (N, 3, H, W) with N labels, got images {tuple(images.shape)} "
+            f"and labels {tuple(labels.shape)}"
+        )
     stages = stage_names(model)
     if isinstance(trainable, str):
         trainable = [trainable]
@@ -86,6 +107,7 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tra
         def fwd_hook(module, inp, out):
             if torch.is_tensor(out) and out.requires_grad:
                 out.register_hook(lambda g: signal.__setitem__(s, signal[s] + g.float().norm().item()))
+
         return fwd_hook
 
     hooks = [stage_modules(model, s)[-1].register_forward_hook(make_hook(s)) for s in stages]
@@ -108,12 +130,24 @@ def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tra
         for h in hooks:
             h.remove()
     seconds = time.perf_counter() - t0
-    grad_norm = {s: float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in ps if p.grad is not None) + 0.0))
-                 if any(p.grad is not None for p in ps) else 0.0 for s, ps in params.items()}
+    grad_norm = {
+        s: float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in ps if p.grad is not None) + 0.0))
+        if any(p.grad is not None for p in ps)
+        else 0.0
+        for s, ps in params.items()
+    }
     diff = {s: [not torch.equal(b, p.detach()) for b, p in zip(before[s], params[s])] for s in stages}
     t, n = count_params(model)
-    return StepReport(stages=stages, trainable={s: any(p.requires_grad for p in params[s]) for s in stages},
-                      grad_norm=grad_norm, signal_norm=signal, changed={s: sum(d) for s, d in diff.items()},
-                      n_tensors={s: len(ps) for s, ps in params.items()},
-                      changed_names=[names[id(p)] for s in stages for p, d in zip(params[s], diff[s]) if d],
-                      trainable_params=t, total_params=n, loss=loss.item(), seconds=seconds)
+    return StepReport(
+        stages=stages,
+        trainable={s: any(p.requires_grad for p in params[s]) for s in stages},
+        grad_norm=grad_norm,
+        signal_norm=signal,
+        changed={s: sum(d) for s, d in diff.items()},
+        n_tensors={s: len(ps) for s, ps in params.items()},
+        changed_names=[names[id(p)] for s in stages for p, d in zip(params[s], diff[s]) if d],
+        trainable_params=t,
+        total_params=n,
+        loss=loss.item(),
+        seconds=seconds,
+    )

@@ -1,4 +1,5 @@
 """Choosing a strategy: the decision flowchart of the course as a plain, tested function."""
+
 from __future__ import annotations
 
 import numbers
@@ -6,8 +7,17 @@ from dataclasses import dataclass
 
 from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, lr_text
 
-__all__ = ["Recommendation", "recommend_strategy", "draw_flowchart", "SMALL", "LARGE", "HEAD_LR", "BACKBONE_LR",
-           "STRATEGIES", "STAGES"]
+__all__ = [
+    "Recommendation",
+    "recommend_strategy",
+    "draw_flowchart",
+    "SMALL",
+    "LARGE",
+    "HEAD_LR",
+    "BACKBONE_LR",
+    "STRATEGIES",
+    "STAGES",
+]
 
 SMALL, LARGE = 1_000, 10_000  # the flowchart's thresholds: < 1,000 images is small, > 10,000 is large
 STAGES = {s: list(RECIPES[s].trainable) for s in STRATEGIES}  # trainable stages per strategy, from the recipe
@@ -19,24 +29,27 @@ def _lr_text(strategy: str) -> str:
         return f"head {lr_text(r.head_lr)}"
     if r.trainable == ("layer4", "fc"):
         return f"layer4 {lr_text(r.backbone_lr)}, head {lr_text(r.head_lr)}"
-    return f"pretrained stages {lr_text(r.backbone_lr)} (low, so they are adapted, not wiped out), head {lr_text(r.head_lr)}"
+    low = "(low, so they are adapted, not wiped out)"
+    return f"pretrained stages {lr_text(r.backbone_lr)} {low}, head {lr_text(r.head_lr)}"
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    strategy: str          # "feature extraction" | "partial fine-tuning" | "full fine-tuning"
-    scenario: str          # which of the four scenarios (or the medium band between them)
-    trainable: list[str]   # the ResNet stages to unfreeze
+    strategy: str  # "feature extraction" | "partial fine-tuning" | "full fine-tuning"
+    scenario: str  # which of the four scenarios (or the medium band between them)
+    trainable: list[str]  # the ResNet stages to unfreeze
     learning_rates: str
     reason: str
-    path: str = ""         # the answers that led through the flowchart, e.g. "500 images: small -> similar -> ample"
-    n_images: int = 0      # the inputs it was computed from
+    path: str = ""  # the answers that led through the flowchart, e.g. "500 images: small -> similar -> ample"
+    n_images: int = 0  # the inputs it was computed from
     similarity: str = ""
     budget: str = ""
 
     def __str__(self) -> str:
-        return (f"{self.strategy} ({self.scenario})\n  path: {self.path}\n"
-                f"  train: {', '.join(self.trainable)}; lr: {self.learning_rates}\n  why: {self.reason}")
+        return (
+            f"{self.strategy} ({self.scenario})\n  path: {self.path}\n"
+            f"  train: {', '.join(self.trainable)}; lr: {self.learning_rates}\n  why: {self.reason}"
+        )
 
 
 def recommend_strategy(n_images: int, similarity: str = "similar", budget: str = "ample") -> Recommendation:
@@ -59,14 +72,19 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
         why = "few images and relevant features: train only the head, anything more overfits"
     elif size == "small":
         s, scen = "partial fine-tuning", "scenario 3: small dataset, different domain"
-        why = ("frozen high-level features do not fit the new domain, but too few images to retrain everything: "
-               "keep the generic early stages frozen and adapt only the last block")
+        why = (
+            "frozen high-level features do not fit the new domain, but too few images to retrain everything: "
+            "keep the generic early stages frozen and adapt only the last block"
+        )
     elif size == "large" and similar:
         s, scen = "full fine-tuning", "scenario 2: large dataset, similar domain"
         why = "plenty of data supports adapting every layer with a low learning rate for the best accuracy"
     elif size == "large":
         s, scen = "full fine-tuning", "scenario 4: large dataset, different domain"
-        why = "the domain needs new features and the data can support them; pretrained weights still converge faster than random ones"
+        why = (
+            "the domain needs new features and the data can support them; "
+            "pretrained weights still converge faster than random ones"
+        )
     elif similar:
         s, scen = "partial fine-tuning", "medium dataset, similar domain"
         why = "enough images to adapt the last block safely; the early generic stages stay frozen"
@@ -75,16 +93,26 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
         why = "enough images to adapt the specific (late) stages to the new domain while the generic ones stay frozen"
     if budget == "limited" and s != "feature extraction":
         cheaper = "partial fine-tuning" if (s == "full fine-tuning" and not similar) else "feature extraction"
-        why = f"{why}; but with a limited compute budget, {cheaper} is the affordable step down (fewer gradients, less memory)"
+        why = (
+            f"{why}; but with a limited compute budget, {cheaper} is the affordable step down "
+            "(fewer gradients, less memory)"
+        )
         s = cheaper
-    band = {"small": f"small (< {SMALL:,})", "large": f"large (> {LARGE:,})", "medium": f"medium ({SMALL:,}-{LARGE:,})"}[size]
+    band = {
+        "small": f"small (< {SMALL:,})",
+        "large": f"large (> {LARGE:,})",
+        "medium": f"medium ({SMALL:,}-{LARGE:,})",
+    }[size]
     path = f"{n_images:,} images: {band} -> {similarity} domain -> {budget} compute"
     return Recommendation(s, scen, list(STAGES[s]), _lr_text(s), why, path, n_images, similarity, budget)
 
 
 _COLORS = {"feature extraction": "#1f77b4", "partial fine-tuning": "#ff7f0e", "full fine-tuning": "#2ca02c"}
-_SHORT = {"feature extraction": "feature\nextraction", "partial fine-tuning": "partial\nfine-tuning",
-          "full fine-tuning": "full\nfine-tuning"}
+_SHORT = {
+    "feature extraction": "feature\nextraction",
+    "partial fine-tuning": "partial\nfine-tuning",
+    "full fine-tuning": "full\nfine-tuning",
+}
 
 
 def draw_flowchart(highlight: Recommendation | None = None, ax=None):
@@ -100,8 +128,11 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
     ax.set_xlim(-0.9, 12)
     ax.set_ylim(-0.3, 5.3)
     ax.axis("off")
-    sizes = [("small", f"< {SMALL:,} images", SMALL // 2), ("medium", f"{SMALL:,} to {LARGE:,}", (SMALL + LARGE) // 2),
-             ("large", f"> {LARGE:,} images", LARGE * 5)]
+    sizes = [
+        ("small", f"< {SMALL:,} images", SMALL // 2),
+        ("medium", f"{SMALL:,} to {LARGE:,}", (SMALL + LARGE) // 2),
+        ("large", f"> {LARGE:,} images", LARGE * 5),
+    ]
     sel = None
     if highlight is not None:
         n = highlight.n_images
@@ -109,17 +140,46 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
 
     def box(x, y, text, color="#444444", on=True, fill=False, w=None, size=9):
         alpha = 1.0 if on else 0.25
-        ax.text(x, y, text, ha="center", va="center", fontsize=size, color="white" if fill else color, alpha=alpha,
-                fontweight="bold" if (on and sel) else "normal", zorder=3,
-                bbox=dict(boxstyle="round,pad=0.35", fc=color if fill else "white", ec=color, alpha=alpha,
-                          lw=2.2 if (on and sel) else 1.0))
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=size,
+            color="white" if fill else color,
+            alpha=alpha,
+            fontweight="bold" if (on and sel) else "normal",
+            zorder=3,
+            bbox=dict(
+                boxstyle="round,pad=0.35",
+                fc=color if fill else "white",
+                ec=color,
+                alpha=alpha,
+                lw=2.2 if (on and sel) else 1.0,
+            ),
+        )
 
     def arrow(x0, y0, x1, y1, on=True, label=None):
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=1,
-                    arrowprops=dict(arrowstyle="-|>", color="#333333", alpha=1.0 if on else 0.2, lw=2 if (on and sel) else 1))
+        ax.annotate(
+            "",
+            xy=(x1, y1),
+            xytext=(x0, y0),
+            zorder=1,
+            arrowprops=dict(arrowstyle="-|>", color="#333333", alpha=1.0 if on else 0.2, lw=2 if (on and sel) else 1),
+        )
         if label:
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, ha="center", va="center", fontsize=7.5, alpha=1.0 if on else 0.3,
-                    bbox=dict(fc="white", ec="none", pad=0.5), zorder=2)
+            ax.text(
+                (x0 + x1) / 2,
+                (y0 + y1) / 2,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                alpha=1.0 if on else 0.3,
+                bbox=dict(fc="white", ec="none", pad=0.5),
+                zorder=2,
+            )
 
     box(6, 5.0, "1. How many labelled training images?", on=True)
     ys, yd, yb = 3.9, 2.35, 0.25
@@ -137,7 +197,9 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
             on_l = sel is None or sel == (band, sim, "limited")
             box(xd, yd, _SHORT[ample.strategy], color=_COLORS[ample.strategy], fill=True, on=on_a or on_l)
             scen = ample.scenario.split(":")[0] if ample.scenario.startswith("scenario") else "medium band"
-            ax.text(xd, yd - 0.55, scen, ha="center", fontsize=7.5, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3)
+            ax.text(
+                xd, yd - 0.55, scen, ha="center", fontsize=7.5, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3
+            )
             arrow(xd, yd - 0.7, xd, yb + 0.35, on_l, label="3. if compute\nis limited")
             box(xd, yb, _SHORT[limited.strategy], color=_COLORS[limited.strategy], on=on_l, size=8)
     ax.text(-0.85, yd, "ample\ncompute:", fontsize=8.5, va="center", color="#333333")

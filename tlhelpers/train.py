@@ -1,8 +1,8 @@
 """Training and evaluation loops with a tqdm progress bar, and head training on cached features."""
+
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from typing import Callable
@@ -16,15 +16,11 @@ from tqdm.auto import tqdm
 
 from .data import prepare_batch
 from .device import autocast, model_device
+from .settings import quick_mode
 
 __all__ = ["set_seed", "fit", "best_epoch", "evaluate", "predict", "fit_head", "quick_mode"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-def quick_mode() -> bool:
-    """True when ``$TLHELPERS_QUICK`` is set to 1/true/yes: notebooks shrink data and epochs (used by CI)."""
-    return os.environ.get("TLHELPERS_QUICK", "").lower() in ("1", "true", "yes")
 
 
 def set_seed(seed: int = 0) -> None:
@@ -49,11 +45,23 @@ def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monit
         raise ValueError(f"patience must be a whole number of epochs >= 1 (or None), got {patience!r}.")
 
 
-def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, epochs: int = 1,
-        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, transform: Transform | None = None,
-        augment: Transform | None = None, scheduler=None, criterion: nn.Module | None = None, amp: bool = True,
-        progress: bool = True, keep_best: bool = False, patience: int | None = None,
-        monitor: str = "val_loss") -> list[dict]:
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None = None,
+    epochs: int = 1,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    transform: Transform | None = None,
+    augment: Transform | None = None,
+    scheduler=None,
+    criterion: nn.Module | None = None,
+    amp: bool = True,
+    progress: bool = True,
+    keep_best: bool = False,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+) -> list[dict]:
     """Train ``model`` for up to ``epochs``; return the history, one dict per epoch.
 
     ``val_loader`` is the **validation** set (never the test set): each epoch records ``val_loss`` and
@@ -111,8 +119,11 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         if progress:
-            bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}",
-                            **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}))
+            bar.set_postfix(
+                loss=f"{rec['train_loss']:.4f}",
+                acc=f"{rec['train_acc']:.2%}",
+                **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
+            )
             bar.close()
         if keep_best or patience is not None:
             if _better(rec, best, monitor):
@@ -142,8 +153,9 @@ def best_epoch(history: list[dict]) -> dict:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, transform: Transform | None = None,
-            amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, loader: DataLoader, transform: Transform | None = None, amp: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits for every batch of ``loader`` and the true labels: (N x K float32, N)."""
     device = model_device(model)
     was_training = model.training
@@ -166,15 +178,31 @@ def evaluate(model: nn.Module, loader: DataLoader, transform: Transform | None =
     """Loss, accuracy, predictions and labels of ``model`` on ``loader`` (eval mode, no gradients)."""
     logits, labels = predict(model, loader, transform, amp)
     preds = logits.argmax(1)
-    return {"loss": F.cross_entropy(logits, labels).item(), "acc": (preds == labels).float().mean().item(),
-            "preds": preds, "labels": labels}
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "acc": (preds == labels).float().mean().item(),
+        "preds": preds,
+        "labels": labels,
+    }
 
 
-def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_classes: int | None = None,
-             val_features: torch.Tensor | None = None, val_labels: torch.Tensor | None = None, epochs: int = 10,
-             lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 0.0, seed: int = 0,
-             head: nn.Linear | None = None, progress: bool = True, keep_best: bool = False,
-             patience: int | None = None, monitor: str = "val_loss") -> tuple[nn.Linear, list[dict]]:
+def fit_head(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int | None = None,
+    val_features: torch.Tensor | None = None,
+    val_labels: torch.Tensor | None = None,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    head: nn.Linear | None = None,
+    progress: bool = True,
+    keep_best: bool = False,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+) -> tuple[nn.Linear, list[dict]]:
     """Train a linear head on cached (frozen-backbone) features: feature extraction without re-running the backbone.
 
     Equivalent to training ``model.fc`` with the backbone frozen and in eval mode, without
@@ -185,8 +213,10 @@ def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_class
     """
     train_features, train_labels = torch.as_tensor(train_features).float(), torch.as_tensor(train_labels).long()
     if len(train_labels) == 0 or len(train_features) != len(train_labels):
-        raise ValueError(f"fit_head needs as many labels as feature rows, at least one: got {len(train_features)} "
-                         f"feature rows and {len(train_labels)} labels.")
+        raise ValueError(
+            f"fit_head needs as many labels as feature rows, at least one: got {len(train_features)} "
+            f"feature rows and {len(train_labels)} labels."
+        )
     has_val = val_features is not None and val_labels is not None
     _check_selection(has_val, keep_best, patience, monitor)
     k = num_classes or int(train_labels.max()) + 1
@@ -207,7 +237,7 @@ def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_class
         perm = torch.randperm(len(train_labels), generator=g)
         loss_sum, correct = 0.0, 0
         for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             logits = head(train_features[idx])
             loss = F.cross_entropy(logits, train_labels[idx])
             opt.zero_grad(set_to_none=True)
@@ -223,8 +253,11 @@ def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, num_class
                 rec.update(val_loss=F.cross_entropy(vl, vy).item(), val_acc=(vl.argmax(1) == vy).float().mean().item())
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
-        bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}",
-                        **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}))
+        bar.set_postfix(
+            loss=f"{rec['train_loss']:.4f}",
+            acc=f"{rec['train_acc']:.2%}",
+            **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
+        )
         if keep_best or patience is not None:
             if _better(rec, best, monitor):
                 best, waited = rec, 0

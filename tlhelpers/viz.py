@@ -1,4 +1,5 @@
 """Matplotlib plots for the course: learning curves, image grids, confusion matrix, embeddings, filters."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,8 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["plot_history", "show_images", "plot_confusion", "confusion_matrix", "plot_embeddings",
-           "show_filters", "show_feature_maps", "show_neighbors"]
+__all__ = [
+    "plot_history",
+    "show_images",
+    "plot_confusion",
+    "confusion_matrix",
+    "plot_embeddings",
+    "show_filters",
+    "show_feature_maps",
+    "show_neighbors",
+]
 
 
 def _hwc(img: torch.Tensor) -> np.ndarray:
@@ -27,7 +36,12 @@ def plot_history(history: Sequence[dict] | dict[str, Sequence[dict]], title: str
         ep = [r["epoch"] for r in h]
         prefix = f"{name} " if name else ""
         color = {"color": f"C{k}"} if len(runs) > 1 else {}  # several runs: one colour per run, dashed = validation
-        for key, ax, style in (("train_loss", ax_l, "-"), ("val_loss", ax_l, "--"), ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
+        for key, ax, style in (
+            ("train_loss", ax_l, "-"),
+            ("val_loss", ax_l, "--"),
+            ("train_acc", ax_a, "-"),
+            ("val_acc", ax_a, "--"),
+        ):
             if key in h[0]:
                 ax.plot(ep, [r[key] for r in h], style, marker="o", ms=3, label=prefix + key.split("_")[0], **color)
     ax_l.set(xlabel="epoch", ylabel="loss", title="Loss")
@@ -41,8 +55,15 @@ def plot_history(history: Sequence[dict] | dict[str, Sequence[dict]], title: str
     return fig
 
 
-def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None, classes: Sequence[str] | None = None,
-                preds: Sequence[int] | torch.Tensor | None = None, ncols: int = 8, size: float = 1.4, title: str | None = None):
+def show_images(
+    images: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    classes: Sequence[str] | None = None,
+    preds: Sequence[int] | torch.Tensor | None = None,
+    ncols: int = 8,
+    size: float = 1.4,
+    title: str | None = None,
+):
     """A grid of images with their true labels and, if given, predictions (wrong ones in red)."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
@@ -67,10 +88,12 @@ def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | Non
     return fig
 
 
-def confusion_matrix(labels: Sequence[int] | torch.Tensor, preds: Sequence[int] | torch.Tensor, num_classes: int) -> np.ndarray:
+def confusion_matrix(
+    labels: Sequence[int] | torch.Tensor, preds: Sequence[int] | torch.Tensor, num_classes: int
+) -> np.ndarray:
     """K x K counts: row = true class, column = predicted class (one vectorised bincount)."""
     y, p = torch.as_tensor(labels).long(), torch.as_tensor(preds).long()
-    return torch.bincount(y * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
+    return torch.bincount(y * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes).numpy()
 
 
 def plot_confusion(labels, preds, classes: Sequence[str], title: str = "Confusion matrix"):
@@ -80,24 +103,42 @@ def plot_confusion(labels, preds, classes: Sequence[str], title: str = "Confusio
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, f"{v}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title=f"{title} (accuracy {np.trace(cm) / cm.sum():.1%})")
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{title} (accuracy {np.trace(cm) / cm.sum():.1%})",
+    )
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
     return fig
 
 
-def plot_embeddings(embeddings, labels, classes: Sequence[str] | None = None, method: str = "tsne", seed: int = 0,
-                    title: str | None = None, ax=None):
+def plot_embeddings(
+    embeddings,
+    labels,
+    classes: Sequence[str] | None = None,
+    method: str = "tsne",
+    seed: int = 0,
+    title: str | None = None,
+    ax=None,
+):
     """2-D scatter of embeddings coloured by class (t-SNE from scikit-learn, or PCA). Returns the 2-D points."""
     x = np.asarray(embeddings, dtype=np.float32)
     if len(x) < 3:
         raise ValueError(f"plot_embeddings needs at least 3 points, got {len(x)}.")
     if method == "tsne":
         from sklearn.manifold import TSNE
-        pts = TSNE(n_components=2, random_state=seed, init="pca", perplexity=float(min(30, max(5, len(x) // 4), len(x) - 1))).fit_transform(x)
+
+        pts = TSNE(
+            n_components=2, random_state=seed, init="pca", perplexity=float(min(30, max(5, len(x) // 4), len(x) - 1))
+        ).fit_transform(x)
     elif method == "pca":
         from sklearn.decomposition import PCA
+
         pts = PCA(n_components=2, random_state=seed).fit_transform(x)
     else:
         raise ValueError(f"method must be 'tsne' or 'pca', got {method!r}")
@@ -148,8 +189,15 @@ def show_feature_maps(maps: dict[str, torch.Tensor], n: int = 8, image: torch.Te
     return fig
 
 
-def show_neighbors(query_image: torch.Tensor, images: torch.Tensor, indices: Sequence[int], sims: Sequence[float],
-                   labels=None, classes: Sequence[str] | None = None, query_label=None):
+def show_neighbors(
+    query_image: torch.Tensor,
+    images: torch.Tensor,
+    indices: Sequence[int],
+    sims: Sequence[float],
+    labels=None,
+    classes: Sequence[str] | None = None,
+    query_label=None,
+):
     """A query image followed by its nearest neighbours with their cosine similarity."""
     k = len(indices)
     fig, axes = plt.subplots(1, k + 1, figsize=(1.6 * (k + 1), 2), squeeze=False)

@@ -2,8 +2,10 @@
 
 CSS classes for end-to-end browser tests (kept stable): ``tl-toggle-<stage>`` (one per stage),
 ``tl-train-step``, ``tl-status`` (with ``tl-trainable`` and, after a step, ``tl-flow`` inside),
-``tl-plot``; ``tl-size``, ``tl-similarity``, ``tl-budget``, ``tl-recommendation`` (with ``tl-strategy`` inside), ``tl-flowchart``.
+``tl-plot``; ``tl-size``, ``tl-similarity``, ``tl-budget``, ``tl-recommendation`` (with ``tl-strategy``
+inside), ``tl-flowchart``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,22 +42,35 @@ def draw_step(r: StepReport, title: str | None = None):
     top.axis("off")
     for i, s in enumerate(r.stages):
         color = GREEN if r.trainable[s] else BLUE
-        top.add_patch(FancyBboxPatch((i - 0.4, 0.2), 0.8, 0.6, boxstyle="round,pad=0.02", fc=color, ec="none", alpha=0.85))
+        top.add_patch(
+            FancyBboxPatch((i - 0.4, 0.2), 0.8, 0.6, boxstyle="round,pad=0.02", fc=color, ec="none", alpha=0.85)
+        )
         top.text(i, 0.62, s, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
-        top.text(i, 0.38, "trainable" if r.trainable[s] else "frozen", ha="center", va="center", color="white", fontsize=8)
+        top.text(
+            i, 0.38, "trainable" if r.trainable[s] else "frozen", ha="center", va="center", color="white", fontsize=8
+        )
         if r.receives_gradient(s):
             top.scatter([i + 0.3], [0.75], s=110, color=RED, zorder=4, edgecolors="white")
-        top.text(i, -0.62, f"{r.changed[s]}/{r.n_tensors[s]} tensors changed", ha="center", fontsize=7.5,
-                 color=RED if r.changed[s] else GREY)
+        top.text(
+            i,
+            -0.62,
+            f"{r.changed[s]}/{r.n_tensors[s]} tensors changed",
+            ha="center",
+            fontsize=7.5,
+            color=RED if r.changed[s] else GREY,
+        )
     top.text(-0.75, 0.5, "input", ha="center", va="center", fontsize=9)
     top.annotate("", xy=(-0.42, 0.5), xytext=(-0.6, 0.5), arrowprops=dict(arrowstyle="->", color=GREY))
     top.text(n - 0.35, 0.5, "loss", ha="center", va="center", fontsize=9)
     reached = [i for i, s in enumerate(r.stages) if r.passes_signal(s)]
     if reached:
         start = min(reached)
-        top.add_patch(FancyArrowPatch((n - 0.35, 0.02), (start - 0.4, 0.02), arrowstyle="-|>", mutation_scale=14,
-                                      color=RED, lw=2))
-        top.text((n - 0.35 + start - 0.4) / 2, -0.22, "backward pass (gradient signal)", ha="center", color=RED, fontsize=8)
+        top.add_patch(
+            FancyArrowPatch((n - 0.35, 0.02), (start - 0.4, 0.02), arrowstyle="-|>", mutation_scale=14, color=RED, lw=2)
+        )
+        top.text(
+            (n - 0.35 + start - 0.4) / 2, -0.22, "backward pass (gradient signal)", ha="center", color=RED, fontsize=8
+        )
         if start > 0:
             top.text(start - 0.5, 0.02, "stops", ha="right", va="center", color=RED, fontsize=8)
     else:
@@ -69,14 +84,27 @@ def draw_step(r: StepReport, title: str | None = None):
     bot.set_ylim(floor, 10.0 ** (math.ceil(math.log10(max(pos))) + 0.3) if pos else 10)
     bot.yaxis.set_minor_formatter(NullFormatter())
     for i, g in enumerate(norms):
-        bot.text(i, g * 1.15 if g > 0 else floor * 1.3, f"{g:.2g}" if g > 0 else "no weight gradient", ha="center",
-                 va="bottom", fontsize=8, color="black" if g > 0 else GREY)
+        bot.text(
+            i,
+            g * 1.15 if g > 0 else floor * 1.3,
+            f"{g:.2g}" if g > 0 else "no weight gradient",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="black" if g > 0 else GREY,
+        )
     bot.set_xticks(list(xs), r.stages)
     bot.set_xlim(-0.9, n + 0.1)
     bot.set_ylabel("weight-gradient\nnorm (log)", fontsize=8)
     bot.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or (f"One training step: loss {r.loss:.3f}, {r.trainable_params:,} trainable parameters, "
-                           f"{r.seconds * 1000:.0f} ms"), fontsize=10)
+    fig.suptitle(
+        title
+        or (
+            f"One training step: loss {r.loss:.3f}, {r.trainable_params:,} trainable parameters, "
+            f"{r.seconds * 1000:.0f} ms"
+        ),
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -89,8 +117,13 @@ def _show_figure(out, fig, text: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    out.outputs = ({"output_type": "display_data", "metadata": {},
-                    "data": {"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": text}},)
+    out.outputs = (
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": text},
+        },
+    )
 
 
 class FineTuningSimulator:
@@ -114,8 +147,12 @@ class FineTuningSimulator:
             self._style(s, t)
             t.observe(self._on_toggle, names="value")
             self.toggles[s] = t
-        self.button = w.Button(description="Train step", button_style="danger", icon="play",
-                               tooltip="Run one real forward/backward/SGD step on the batch")
+        self.button = w.Button(
+            description="Train step",
+            button_style="danger",
+            icon="play",
+            tooltip="Run one real forward/backward/SGD step on the batch",
+        )
         self.button.add_class("tl-train-step")
         self.button.on_click(lambda _: self.step())
         self.status = w.HTML()
@@ -154,10 +191,14 @@ class FineTuningSimulator:
             r = self.report
             flowing = [s for s in r.stages if r.receives_gradient(s)]
             changed = ", ".join(f"{s} {r.changed[s]}/{r.n_tensors[s]}" for s in r.stages if r.changed[s]) or "none"
-            text += (f"<br>Last step: gradients reached the weights of <b class='tl-flow'>"
-                     f"{html.escape(', '.join(flowing) or 'none')}</b>; tensors changed: {html.escape(changed)}; "
-                     f"loss {r.loss:.3f}; step time {r.seconds * 1000:.0f} ms")
-            if sorted(r.stages.index(s) for s in self.selected()) != [i for i, s in enumerate(r.stages) if r.trainable[s]]:
+            text += (
+                f"<br>Last step: gradients reached the weights of <b class='tl-flow'>"
+                f"{html.escape(', '.join(flowing) or 'none')}</b>; tensors changed: {html.escape(changed)}; "
+                f"loss {r.loss:.3f}; step time {r.seconds * 1000:.0f} ms"
+            )
+            if sorted(r.stages.index(s) for s in self.selected()) != [
+                i for i, s in enumerate(r.stages) if r.trainable[s]
+            ]:
                 text += " <i>(toggles changed since: press Train step again)</i>"
         self.status.value = text
 
@@ -166,16 +207,22 @@ class FineTuningSimulator:
         self.button.disabled = True
         self._update_status(running=True)
         try:
-            self.report = train_step(self.model, self.images, self.labels, self.selected(), lr=self.lr,
-                                     transform=self.transform)
+            self.report = train_step(
+                self.model, self.images, self.labels, self.selected(), lr=self.lr, transform=self.transform
+            )
         finally:
             self.button.disabled = False
-        _show_figure(self.plot, draw_step(self.report), f"<gradient-flow plot: {', '.join(self.selected()) or 'nothing'} trainable>")
+        _show_figure(
+            self.plot,
+            draw_step(self.report),
+            f"<gradient-flow plot: {', '.join(self.selected()) or 'nothing'} trainable>",
+        )
         self._update_status()
         return self.report
 
     def _ipython_display_(self):
         from IPython.display import display
+
         display(self.widget)
 
 
@@ -192,14 +239,26 @@ class StrategyGuide:
             raise ValueError(f"n_images must be one of {', '.join(f'{n:,}' for n in self.SIZES)}; got {n_images!r}")
         recommend_strategy(n_images, similarity, budget)  # validates similarity and budget with clear messages
         style = {"description_width": "110px"}
-        self.size = w.SelectionSlider(options=[(f"{n:,}", n) for n in self.SIZES], value=n_images,
-                                      description="Labelled images", continuous_update=False, style=style,
-                                      layout=w.Layout(width="480px"))
+        self.size = w.SelectionSlider(
+            options=[(f"{n:,}", n) for n in self.SIZES],
+            value=n_images,
+            description="Labelled images",
+            continuous_update=False,
+            style=style,
+            layout=w.Layout(width="480px"),
+        )
         self.size.add_class("tl-size")
-        self.similarity = w.ToggleButtons(options=["similar", "different"], value=similarity, description="Domain",
-                                          tooltips=["similar to the pretraining images", "different from them"], style=style)
+        self.similarity = w.ToggleButtons(
+            options=["similar", "different"],
+            value=similarity,
+            description="Domain",
+            tooltips=["similar to the pretraining images", "different from them"],
+            style=style,
+        )
         self.similarity.add_class("tl-similarity")
-        self.budget = w.ToggleButtons(options=["limited", "ample"], value=budget, description="Compute budget", style=style)
+        self.budget = w.ToggleButtons(
+            options=["limited", "ample"], value=budget, description="Compute budget", style=style
+        )
         self.budget.add_class("tl-budget")
         self.out = w.HTML()
         self.out.add_class("tl-recommendation")
@@ -216,16 +275,19 @@ class StrategyGuide:
         r = recommend_strategy(self.size.value, self.similarity.value, self.budget.value)
         self.recommendation = r
         color = {"feature extraction": BLUE, "partial fine-tuning": "#ff7f0e", "full fine-tuning": GREEN}[r.strategy]
-        self.out.value = (f"<div style='border-left:5px solid {color};padding:4px 10px;margin-top:6px'>"
-                          f"<b class='tl-strategy' style='font-size:1.15em'>{html.escape(r.strategy)}</b> &mdash; "
-                          f"{html.escape(r.scenario)}<br>"
-                          f"<span style='color:#555'>path: {html.escape(r.path)}</span><br>"
-                          f"train: {html.escape(', '.join(r.trainable))}; learning rates: {html.escape(r.learning_rates)}<br>"
-                          f"<i>why: {html.escape(r.reason)}</i></div>")
+        self.out.value = (
+            f"<div style='border-left:5px solid {color};padding:4px 10px;margin-top:6px'>"
+            f"<b class='tl-strategy' style='font-size:1.15em'>{html.escape(r.strategy)}</b> &mdash; "
+            f"{html.escape(r.scenario)}<br>"
+            f"<span style='color:#555'>path: {html.escape(r.path)}</span><br>"
+            f"train: {html.escape(', '.join(r.trainable))}; learning rates: {html.escape(r.learning_rates)}<br>"
+            f"<i>why: {html.escape(r.reason)}</i></div>"
+        )
         if self.chart is not None:
             _show_figure(self.chart, draw_flowchart(r), f"<flowchart: {r.path}>")
         return r
 
     def _ipython_display_(self):
         from IPython.display import display
+
         display(self.widget)

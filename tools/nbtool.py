@@ -12,6 +12,7 @@ Policy: notebooks are committed without outputs, except code cells whose source 
                                               and in each notebook's header
     python tools/nbtool.py budgets [NB ...]   rewrite the header budget lines from docs/notebook_budgets.json
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,10 @@ import re
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import nbformat
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -39,8 +40,10 @@ def repo_slug() -> str:
 
 def badges(nb_name: str) -> str:
     slug = repo_slug()
-    return (f"[![Open in Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{nb_name}) "
-            f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/{slug}/blob/main/notebooks/{nb_name})")
+    return (
+        f"[![Open in Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{nb_name}) "  # noqa: E501
+        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/{slug}/blob/main/notebooks/{nb_name})"  # noqa: E501
+    )
 
 
 def notebooks(args: list[str]) -> list[Path]:
@@ -61,7 +64,9 @@ def clean(nb) -> None:
         if not is_checked(cell):
             cell.outputs = []
         else:  # keep only what nbval compares; drop volatile fields
-            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data" or "text/plain" in o.get("data", {})]
+            cell.outputs = [
+                o for o in cell.outputs if o.get("output_type") != "display_data" or "text/plain" in o.get("data", {})
+            ]
             for o in cell.outputs:
                 o.pop("execution_count", None) if o.get("output_type") != "execute_result" else None
                 o.get("metadata", {}).clear() if isinstance(o.get("metadata"), dict) else None
@@ -82,7 +87,9 @@ def execute(path: Path, quick: bool, timeout: int = 900) -> tuple[object, float,
     nb = nbformat.read(path, as_version=4)
     env_quick = os.environ.get("TLHELPERS_QUICK")
     os.environ["TLHELPERS_QUICK"] = "1" if quick else "0"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     peak = [0]
     stop = threading.Event()
 
@@ -163,10 +170,16 @@ def genuine_imagenet_file() -> bool:
 def budget_line(entries: dict) -> str:
     """The header line from the measurements of one notebook, the course backbone first."""
     cpu = next(iter(entries.values()))["cpus"]
-    parts = [f"about {max(1, round(e['seconds_full_mode'] / 60))} min, **peak RAM** {e['peak_ram_gb']:.1f} GB with "
-             f"{WEIGHTS_LABEL[w]}" for w, e in sorted(entries.items(), key=lambda kv: kv[0] != "course")]
-    return (f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): "
-            + "; ".join(parts) + ".<!-- /budget -->")
+    parts = [
+        f"about {max(1, round(e['seconds_full_mode'] / 60))} min, **peak RAM** {e['peak_ram_gb']:.1f} GB with "
+        f"{WEIGHTS_LABEL[w]}"
+        for w, e in sorted(entries.items(), key=lambda kv: kv[0] != "course")
+    ]
+    return (
+        f"<!-- budget -->**Runtime** (full mode, measured on a {cpu}-core CPU, no GPU): "
+        + "; ".join(parts)
+        + ".<!-- /budget -->"
+    )
 
 
 def write_budget(p: Path, entries: dict) -> None:
@@ -199,11 +212,17 @@ def cmd_measure(paths, weights: str = "course"):
     try:
         for p in paths:
             _, sec, gb = execute(p, quick=False)
-            data.setdefault(p.name, {})[weights] = {"seconds_full_mode": round(sec, 1), "peak_ram_gb": round(gb, 2),
-                                                    "cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d")}
+            data.setdefault(p.name, {})[weights] = {
+                "seconds_full_mode": round(sec, 1),
+                "peak_ram_gb": round(gb, 2),
+                "cpus": os.cpu_count(),
+                "measured": time.strftime("%Y-%m-%d"),
+            }
             if weights == "imagenet" and not genuine_imagenet_file():
-                data[p.name][weights]["note"] = ("timed with a stand-in weights file of the same shapes (no network "
-                                                 "here): the runtime and memory are real, the accuracies were not")
+                data[p.name][weights]["note"] = (
+                    "timed with a stand-in weights file of the same shapes (no network "
+                    "here): the runtime and memory are real, the accuracies were not"
+                )
             write_budget(p, data[p.name])
             print(f"{p.name} ({weights}): {sec:.0f}s, peak RAM {gb:.2f} GB")
             out.parent.mkdir(exist_ok=True)
@@ -223,5 +242,10 @@ if __name__ == "__main__":
     if sys.argv[1] == "measure" and args[:1] == ["--weights"]:
         cmd_measure(notebooks(args[2:]), weights=args[1])
     else:
-        {"refresh": cmd_refresh, "strip": cmd_strip, "header": cmd_header, "measure": cmd_measure,
-         "budgets": cmd_budgets}[sys.argv[1]](notebooks(args))
+        {
+            "refresh": cmd_refresh,
+            "strip": cmd_strip,
+            "header": cmd_header,
+            "measure": cmd_measure,
+            "budgets": cmd_budgets,
+        }[sys.argv[1]](notebooks(args))

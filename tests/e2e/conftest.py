@@ -4,6 +4,7 @@ Skips (with the reason) when Playwright or Chromium is not installed; never pass
 Chromium is Debian's (`apt-get install chromium`), driven through Playwright's ``executable_path``
 because Playwright's own browser download is not available offline.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 # JupyterLab user settings of the throwaway server: every cell stays in the DOM (no windowing), no
 # kernel dialog, no autosave (the notebooks are copies anyway), no news or update checks (no network, no toasts).
@@ -38,7 +47,11 @@ LAB_SETTINGS = {
 
 def chromium_path() -> str | None:
     """Debian's Chromium (or ``TL_CHROMIUM``), None if not installed."""
-    cands = [os.environ["TL_CHROMIUM"]] if os.environ.get("TL_CHROMIUM") else ["/usr/bin/chromium", shutil.which("chromium")]
+    cands = (
+        [os.environ["TL_CHROMIUM"]]
+        if os.environ.get("TL_CHROMIUM")
+        else ["/usr/bin/chromium", shutil.which("chromium")]
+    )
     for cand in cands:
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return cand
@@ -65,8 +78,9 @@ class Lab:
         return f"{self.base}/{path.lstrip('/')}?" + "&".join([*flags, f"token={self.token}"])
 
     def api(self, path: str, method: str = "GET") -> object:
-        req = urllib.request.Request(f"{self.base}/api/{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            f"{self.base}/api/{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             body = r.read()
         return json.loads(body) if body else None
@@ -80,17 +94,32 @@ def start_lab(root: Path, home: Path, log: Path, env_extra: dict[str, str], time
     token, port = secrets.token_hex(16), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
     env.pop("MPLBACKEND", None)  # a learner's kernel uses the inline backend (CI exports Agg for nbval)
-    env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTER_DATA_DIR=str(home / "data"), IPYTHONDIR=str(home / "ipython"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-               **env_extra)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+        **env_extra,
+    )
     for plugin, values in LAB_SETTINGS.items():
         f = home / "settings" / f"{plugin}.jupyterlab-settings"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(values))
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--ServerApp.terminals_enabled=False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.terminals_enabled=False",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     with log.open("w") as out:
@@ -106,7 +135,9 @@ def start_lab(root: Path, home: Path, log: Path, env_extra: dict[str, str], time
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if time.monotonic() > deadline:
                 stop_lab(lab)
-                raise RuntimeError(f"jupyter lab did not answer on {lab.base} within {timeout:.0f} s:\n{lab.log_tail()}")
+                raise RuntimeError(
+                    f"jupyter lab did not answer on {lab.base} within {timeout:.0f} s:\n{lab.log_tail()}"
+                ) from None
             time.sleep(0.5)
 
 
@@ -154,8 +185,10 @@ def chromium() -> str:
     exe = chromium_path()
     if exe is None:
         where = os.environ.get("TL_CHROMIUM") or "/usr/bin/chromium"
-        pytest.skip(f"e2e: Chromium not found at {where} (install it with `apt-get install chromium`, "
-                    "or set TL_CHROMIUM to its path)")
+        pytest.skip(
+            f"e2e: Chromium not found at {where} (install it with `apt-get install chromium`, "
+            "or set TL_CHROMIUM to its path)"
+        )
     return exe
 
 
@@ -174,8 +207,13 @@ def lab(tmp_path_factory, artifacts) -> Lab:
 def page(sync_playwright, chromium, lab, tmp_path, artifacts, request):
     """A fresh headless Chromium page (new empty profile); a screenshot is saved if the test fails."""
     with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium, headless=True,
-                                                   args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             pg = ctx.pages[0] if ctx.pages else ctx.new_page()
             yield pg

@@ -6,6 +6,7 @@ Notebook 06: run the cells down to the strategy guide, move its controls, and re
 that the recommendation changed to what :func:`tlhelpers.recommend_strategy` says for them.
 Screenshots go to ``test-artifacts/e2e/``. See ``conftest.py`` for the server and the browser.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 SIMULATOR_NB = "03_finetuning_simulator.ipynb"
 GUIDE_NB = "06_choosing_a_strategy.ipynb"
-RUN_TIMEOUT_MS = 600_000   # executing a notebook's cells in quick mode (about a minute; generous for a busy CI)
+RUN_TIMEOUT_MS = 600_000  # executing a notebook's cells in quick mode (about a minute; generous for a busy CI)
 STEP_TIMEOUT_MS = 120_000  # one widget round trip to the kernel (one real training step at most)
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 TRACEBACK = "Traceback (most recent call last)"
@@ -34,8 +35,10 @@ def open_notebook(page, lab, name: str) -> None:
         pytest.fail(f"notebooks/{name} is missing: the e2e test needs it")
     page.goto(lab.url(f"lab/tree/notebooks/{name}", "reset"))
     deadline = time.monotonic() + 120
-    while not any(s["path"].endswith(name) and s["kernel"]["connections"] > 0 and s["kernel"]["execution_state"] == "idle"
-                  for s in lab.api("sessions")):
+    while not any(
+        s["path"].endswith(name) and s["kernel"]["connections"] > 0 and s["kernel"]["execution_state"] == "idle"
+        for s in lab.api("sessions")
+    ):
         assert time.monotonic() < deadline, f"no idle kernel connected to {name} after 120 s: {lab.api('sessions')}"
         time.sleep(0.5)
     page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
@@ -67,11 +70,17 @@ def wait_cells_done(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
              const prompts = [...p.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent);
              const idle = p.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
              return idle && prompts.some(t => /\\[\\d+\\]/.test(t)) && !prompts.some(t => t.includes('*'));
-           }""", arg=PANEL, timeout=timeout_ms, polling=500)
+           }""",
+        arg=PANEL,
+        timeout=timeout_ms,
+        polling=500,
+    )
     outputs = page.locator(f"{PANEL} .jp-OutputArea-output").all_inner_texts()
     errors = [t for t in outputs if TRACEBACK in t]
     assert not errors, "a cell raised an error in JupyterLab:\n" + errors[0][-2000:]
-    broken = page.locator(f"{PANEL} .jp-OutputArea-output", has_text=re.compile("Error displaying widget|Loading widget"))
+    broken = page.locator(
+        f"{PANEL} .jp-OutputArea-output", has_text=re.compile("Error displaying widget|Loading widget")
+    )
     assert broken.count() == 0, f"a widget did not render: {broken.first.inner_text()[:300]}"
 
 
@@ -80,7 +89,9 @@ def code_cells_not_run(page) -> int:
     return page.evaluate(
         """(panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell')].filter(c =>
              c.querySelector('.jp-InputArea-editor').textContent.trim() &&
-             !/\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt').textContent)).length""", PANEL)
+             !/\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt').textContent)).length""",
+        PANEL,
+    )
 
 
 def bold_int(root, cls: str) -> int:
@@ -90,7 +101,9 @@ def bold_int(root, cls: str) -> int:
 # ------------------------------------------------------------------ the simulator
 def press_train_step(page, sim) -> list[str]:
     """Press "Train step", wait for the new plot, return the stages the page says gradients reached."""
-    page.evaluate("(el) => el.querySelectorAll('.tl-plot img').forEach(i => i.dataset.e2eOld = '1')", sim.element_handle())
+    page.evaluate(
+        "(el) => el.querySelectorAll('.tl-plot img').forEach(i => i.dataset.e2eOld = '1')", sim.element_handle()
+    )
     sim.locator(".tl-train-step").click()
     # The widget shows "running one step..." (no tl-flow), then the new plot, then the status with tl-flow.
     sim.locator(".tl-plot img:not([data-e2e-old])").first.wait_for(timeout=STEP_TIMEOUT_MS)
@@ -109,10 +122,17 @@ def test_simulator_train_step_in_browser(page, lab, artifacts):
 
     sim = page.locator(f"{PANEL} .jp-OutputArea-output").filter(has=page.locator(".tl-train-step")).first
     sim.scroll_into_view_if_needed()
-    toggles = {m.group(1): sim.locator(f".tl-toggle-{m.group(1)}") for m in
-               (re.search(r"tl-toggle-(\w+)", c) for c in sim.locator("[class*='tl-toggle-']").evaluate_all(
-                   "els => els.map(e => e.className)")) if m}
-    assert {"stem", "layer1", "layer2", "layer3", "layer4", "fc"} <= set(toggles), f"stage toggles found: {sorted(toggles)}"
+    toggles = {
+        m.group(1): sim.locator(f".tl-toggle-{m.group(1)}")
+        for m in (
+            re.search(r"tl-toggle-(\w+)", c)
+            for c in sim.locator("[class*='tl-toggle-']").evaluate_all("els => els.map(e => e.className)")
+        )
+        if m
+    }
+    assert {"stem", "layer1", "layer2", "layer3", "layer4", "fc"} <= set(toggles), (
+        f"stage toggles found: {sorted(toggles)}"
+    )
     frozen = [s for s in ("layer4", "layer3", "layer2", "layer1", "stem") if "Frozen" in toggles[s].inner_text()]
     if not frozen:  # everything trainable: freeze layer4 first, as a learner would
         toggles["layer4"].click()
@@ -127,8 +147,11 @@ def test_simulator_train_step_in_browser(page, lab, artifacts):
 
     toggles[stage].click()
     toggles[stage].filter(has_text="Trainable").wait_for(timeout=STEP_TIMEOUT_MS)
-    page.wait_for_function("([el, n]) => parseInt(el.textContent.replace(/,/g, '')) > n",
-                           arg=[sim.locator(".tl-trainable").element_handle(), before_count], timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(
+        "([el, n]) => parseInt(el.textContent.replace(/,/g, '')) > n",
+        arg=[sim.locator(".tl-trainable").element_handle(), before_count],
+        timeout=STEP_TIMEOUT_MS,
+    )
     after_count = bold_int(sim, ".tl-trainable")
     flow_after = press_train_step(page, sim)
     sim.screenshot(path=str(artifacts / "03_simulator_after_step.png"))
@@ -136,8 +159,10 @@ def test_simulator_train_step_in_browser(page, lab, artifacts):
 
     assert after_count > before_count, f"trainable count did not rise: {before_count:,} -> {after_count:,}"
     assert stage in flow_after, f"{stage} set to Trainable, but gradients reached only {flow_after}"
-    print(f"simulator: {stage} Trainable; trainable {before_count:,} -> {after_count:,}; gradients reached "
-          f"{flow_before} -> {flow_after}; run-all {t_run:.0f} s, total {time.monotonic() - t0:.0f} s")
+    print(
+        f"simulator: {stage} Trainable; trainable {before_count:,} -> {after_count:,}; gradients reached "
+        f"{flow_before} -> {flow_after}; run-all {t_run:.0f} s, total {time.monotonic() - t0:.0f} s"
+    )
 
 
 # ------------------------------------------------------------------ the strategy guide
@@ -167,8 +192,9 @@ def move(page, guide, action, state: tuple[int, str, str]):
     """Do ``action`` on the guide's controls, which should bring them to ``state``; wait until the page shows
     the recommendation and the flowchart for it; return that recommendation."""
     expected = recommend_strategy(*state)
-    page.evaluate("(el) => el.querySelectorAll('.tl-flowchart img').forEach(i => i.dataset.e2eOld = '1')",
-                  guide.element_handle())
+    page.evaluate(
+        "(el) => el.querySelectorAll('.tl-flowchart img').forEach(i => i.dataset.e2eOld = '1')", guide.element_handle()
+    )
     action()
     # The guide sets the recommendation text, then redraws the flowchart image.
     strategy = page.locator(".tl-strategy", has_text=re.compile(rf"^{re.escape(expected.strategy)}$"))
@@ -177,7 +203,9 @@ def move(page, guide, action, state: tuple[int, str, str]):
         guide.locator(".tl-flowchart img:not([data-e2e-old])").first.wait_for(timeout=STEP_TIMEOUT_MS)
     assert guide_state(guide) == state, f"controls show {guide_state(guide)}, expected {state}"
     shown = guide.locator(".tl-strategy").inner_text().strip()
-    assert shown == expected.strategy, f"page recommends {shown!r} for {state}, recommend_strategy says {expected.strategy!r}"
+    assert shown == expected.strategy, (
+        f"page recommends {shown!r} for {state}, recommend_strategy says {expected.strategy!r}"
+    )
     return expected
 
 
@@ -204,13 +232,17 @@ def test_strategy_guide_in_browser(page, lab, artifacts):
 
     # 2. A button click: the Domain or Compute option that changes the recommendation again.
     size = ends[key]
-    flips = [("tl-similarity", (size, {"similar": "different", "different": "similar"}[sim], budget)),
-             ("tl-budget", (size, sim, {"ample": "limited", "limited": "ample"}[budget]))]
+    flips = [
+        ("tl-similarity", (size, {"similar": "different", "different": "similar"}[sim], budget)),
+        ("tl-budget", (size, sim, {"ample": "limited", "limited": "ample"}[budget])),
+    ]
     cls, state2 = next(((c, st) for c, st in flips if recommend_strategy(*st).strategy != r1.strategy), flips[0])
     label = state2[1] if cls == "tl-similarity" else state2[2]
     button = guide.locator(f".{cls} button", has_text=re.compile(rf"^{label}$"))
     r2 = move(page, guide, button.click, state2)
     guide.screenshot(path=str(artifacts / "06_guide_after_click.png"))
     page.screenshot(path=str(artifacts / "06_guide_page.png"))
-    print(f"guide: {state0} {first!r} -> slider {key} {r1.strategy!r} -> {label} {r2.strategy!r}; "
-          f"total {time.monotonic() - t0:.0f} s")
+    print(
+        f"guide: {state0} {first!r} -> slider {key} {r1.strategy!r} -> {label} {r2.strategy!r}; "
+        f"total {time.monotonic() - t0:.0f} s"
+    )

@@ -1,4 +1,5 @@
 """Self-checks for notebook 00 (welcome and setup check)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,9 +17,12 @@ def check_logits_shape(answer, batch: int = 8, num_classes: int = 10) -> bool:
         ok = tuple(int(v) for v in answer) == truth
     except (TypeError, ValueError):
         ok = False
-    return report(ok, f"one row per image, one score per class: {truth}.",
-                  "the model returns one row per image in the batch and one column per output of the head "
-                  "(a tuple of two integers, e.g. (3, 4)).")
+    return report(
+        ok,
+        f"one row per image, one score per class: {truth}.",
+        "the model returns one row per image in the batch and one column per output of the head "
+        "(a tuple of two integers, e.g. (3, 4)).",
+    )
 
 
 def check_weights_name(answer: str, model: nn.Module) -> bool:
@@ -29,5 +33,8 @@ def check_weights_name(answer: str, model: nn.Module) -> bool:
     w = model.conv1.weight.detach().float().cpu()
     truth = "course" if torch.allclose(w, course.conv1.weight.float(), atol=1e-3) else "imagenet"
     ok = isinstance(answer, str) and answer.strip().lower() == truth
-    return report(ok, f"this model carries the {truth} weights (its first convolution matches them).",
-                  'answer "course" or "imagenet": the line printed by tl.load_backbone says which it loaded.')
+    return report(
+        ok,
+        f"this model carries the {truth} weights (its first convolution matches them).",
+        'answer "course" or "imagenet": the line printed by tl.load_backbone says which it loaded.',
+    )

@@ -1,4 +1,5 @@
 """Self-checks for notebook 01 (the hierarchy of features)."""
+
 from __future__ import annotations
 
 from typing import Callable, Mapping
@@ -26,9 +27,11 @@ def check_layer4_size(answer: int, input_size: int = 224) -> bool:
     """Exercise 1: the side of layer4's map for an ``input_size`` px image (ResNet18 downsamples by 32)."""
     truth = layer4_size(input_size)
     ok = isinstance(answer, (int, np.integer)) and int(answer) == truth
-    return report(ok, f"a {input_size} px image leaves layer4 as 512 maps of {truth}x{truth}.",
-                  "count the halvings: conv1 (stride 2), maxpool, layer2, layer3 and layer4 each halve the size "
-                  "(rounding up).")
+    return report(
+        ok,
+        f"a {input_size} px image leaves layer4 as 512 maps of {truth}x{truth}.",
+        "count the halvings: conv1 (stride 2), maxpool, layer2, layer3 and layer4 each halve the size (rounding up).",
+    )
 
 
 def _synthetic_task(n: int, d: int, seed: int, separable: bool) -> tuple[np.ndarray, ...]:
@@ -56,9 +59,12 @@ def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np
     if not (0.0 <= sep <= 1.0 and 0.0 <= noise <= 1.0):
         return report(False, "", f"return the accuracy as a fraction between 0 and 1 (got {sep:.3g} and {noise:.3g}).")
     ok = sep >= 0.9 and noise <= 0.62
-    hint = ("on separable data it scored only {:.0%}: fit on the training features, score on the test features, "
-            "and standardize with the training mean and std first.".format(sep) if sep < 0.9 else
-            f"on pure noise it scored {noise:.0%}: a fair probe never sees the test labels while fitting.")
+    hint = (
+        "on separable data it scored only {:.0%}: fit on the training features, score on the test features, "
+        "and standardize with the training mean and std first.".format(sep)
+        if sep < 0.9
+        else f"on pure noise it scored {noise:.0%}: a fair probe never sees the test labels while fitting."
+    )
     return report(ok, f"{sep:.0%} on a separable task and {noise:.0%} (chance) on noise.", hint)
 
 
@@ -67,6 +73,9 @@ def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[s
     gaps = {s: acc_pretrained[s] - acc_random[s] for s in acc_pretrained}
     truth = max(gaps, key=gaps.get)
     ok = answer == truth
-    return report(ok, f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
-                  f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
-                  f"(stages: {', '.join(gaps)}).")
+    return report(
+        ok,
+        f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
+        f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
+        f"(stages: {', '.join(gaps)}).",
+    )

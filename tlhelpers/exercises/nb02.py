@@ -1,4 +1,5 @@
 """Self-checks for notebook 02 (the three strategies)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -20,12 +21,19 @@ def check_head_params(answer: int, num_classes: int = 10, in_features: int = 512
     """Exercise 1: trainable parameters of feature extraction = the new head's weights and biases."""
     truth = in_features * num_classes + num_classes
     ok = isinstance(answer, (int, np.integer)) and int(answer) == truth
-    return report(ok, f"{in_features} x {num_classes} weights + {num_classes} biases = {truth:,}.",
-                  "a Linear(in, out) layer has in x out weights plus one bias per output.")
+    return report(
+        ok,
+        f"{in_features} x {num_classes} weights + {num_classes} biases = {truth:,}.",
+        "a Linear(in, out) layer has in x out weights plus one bias per output.",
+    )
 
 
-def check_partial_setup(model: nn.Module, optimizer: torch.optim.Optimizer,
-                        stages: tuple[str, ...] = ("layer3", "layer4", "fc"), num_classes: int = 2) -> bool:
+def check_partial_setup(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    stages: tuple[str, ...] = ("layer3", "layer4", "fc"),
+    num_classes: int = 2,
+) -> bool:
     """Exercise 2: exactly ``stages`` trainable (fully), a new head, and an optimizer over exactly the
     trainable parameters with a larger learning rate for the head than for the pretrained blocks."""
     got = trainable_stages(model)
@@ -42,17 +50,30 @@ def check_partial_setup(model: nn.Module, optimizer: torch.optim.Optimizer,
         return report(False, "", "a parameter appears in two parameter groups: give each stage its own group.")
     if {id(p) for p in in_opt} != {id(p) for p in trainable}:
         extra = len({id(p) for p in in_opt} - {id(p) for p in trainable})
-        return report(False, "", f"the optimizer should hold exactly the trainable parameters "
-                                 f"({extra} frozen ones are in it, {len({id(p) for p in trainable} - {id(p) for p in in_opt})} trainable ones are missing).")
+        return report(
+            False,
+            "",
+            f"the optimizer should hold exactly the trainable parameters "
+            f"({extra} frozen ones are in it, {len({id(p) for p in trainable} - {id(p) for p in in_opt})} trainable "
+            f"ones are missing).",
+        )
     head_ids = {id(p) for p in model.fc.parameters()}
     head_lrs = {g["lr"] for g in optimizer.param_groups if any(id(p) in head_ids for p in g["params"])}
     body_lrs = {g["lr"] for g in optimizer.param_groups if any(id(p) not in head_ids for p in g["params"])}
     if len(head_lrs) != 1 or not body_lrs or min(head_lrs) <= max(body_lrs):
-        return report(False, "", "put the head in its own parameter group with a larger learning rate than "
-                                 "the pretrained blocks (e.g. 1e-3 vs 1e-4).")
+        return report(
+            False,
+            "",
+            "put the head in its own parameter group with a larger learning rate than "
+            "the pretrained blocks (e.g. 1e-3 vs 1e-4).",
+        )
     t, n = count_params(model)
-    return report(True, f"{', '.join(stages)} trainable ({t:,} / {n:,} parameters, {t / n:.1%}), "
-                        f"head lr {min(head_lrs):g} > backbone lr {max(body_lrs):g}.", "")
+    return report(
+        True,
+        f"{', '.join(stages)} trainable ({t:,} / {n:,} parameters, {t / n:.1%}), "
+        f"head lr {min(head_lrs):g} > backbone lr {max(body_lrs):g}.",
+        "",
+    )
 
 
 def check_adam_state_bytes(answer: int, model: nn.Module) -> bool:
@@ -63,9 +84,12 @@ def check_adam_state_bytes(answer: int, model: nn.Module) -> bool:
     t, _ = count_params(model)
     truth = 8 * t
     ok = isinstance(answer, (int, np.integer, float)) and abs(float(answer) - truth) <= 0.01 * truth
-    return report(ok, f"2 buffers x 4 bytes x {t:,} trainable parameters = {truth:,} bytes ({truth / 2**20:.1f} MiB).",
-                  "Adam stores two float32 tensors (4 bytes per number) the shape of each trainable parameter; "
-                  "frozen parameters get none.")
+    return report(
+        ok,
+        f"2 buffers x 4 bytes x {t:,} trainable parameters = {truth:,} bytes ({truth / 2**20:.1f} MiB).",
+        "Adam stores two float32 tensors (4 bytes per number) the shape of each trainable parameter; "
+        "frozen parameters get none.",
+    )
 
 
 def check_bn_fix(fix: Callable[[nn.Module], object]) -> bool:
@@ -87,10 +111,18 @@ def check_bn_fix(fix: Callable[[nn.Module], object]) -> bool:
     drifted = [n for n, m in bns.items() if not torch.equal(m.running_mean, before[n])]
     frozen_drift = [n for n in drifted if not n.startswith("layer4.")]
     if frozen_drift:
-        return report(False, "", f"the frozen BatchNorm {frozen_drift[0]} still updated its running statistics: "
-                                 "put frozen BatchNorm layers in eval mode (m.eval()).")
+        return report(
+            False,
+            "",
+            f"the frozen BatchNorm {frozen_drift[0]} still updated its running statistics: "
+            "put frozen BatchNorm layers in eval mode (m.eval()).",
+        )
     stuck = [n for n in bns if n.startswith("layer4.") and n not in drifted]
     if stuck:
-        return report(False, "", f"{stuck[0]} belongs to trainable layer4 but stopped updating its statistics: "
-                                 "only BatchNorm layers whose parameters are frozen should go to eval mode.")
+        return report(
+            False,
+            "",
+            f"{stuck[0]} belongs to trainable layer4 but stopped updating its statistics: "
+            "only BatchNorm layers whose parameters are frozen should go to eval mode.",
+        )
     return report(True, "frozen BatchNorm layers kept their statistics; layer4's kept learning.", "")

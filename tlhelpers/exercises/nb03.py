@@ -1,4 +1,5 @@
 """Self-checks for notebook 03 (the fine-tuning simulator)."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -32,26 +33,36 @@ def check_layer3_and_head(model: nn.Module) -> bool:
     want = {s: "trainable" if s in ("layer3", "fc") else "frozen" for s in status}
     wrong = [f"{s} is {status[s]} (should be {want[s]})" for s in status if status[s] != want[s]]
     n = sum(p.numel() for s in ("layer3", "fc") for p in _params(model, s))
-    return report(not wrong, f"layer3 + head trainable: {n:,} parameters; stem, layer1, layer2, layer4 frozen.",
-                  "; ".join(wrong) + ". Set requires_grad = False on every parameter first, then True on "
-                  "model.layer3.parameters() and model.fc.parameters().")
+    return report(
+        not wrong,
+        f"layer3 + head trainable: {n:,} parameters; stem, layer1, layer2, layer4 frozen.",
+        "; ".join(wrong) + ". Set requires_grad = False on every parameter first, then True on "
+        "model.layer3.parameters() and model.fc.parameters().",
+    )
 
 
 def check_stem_only(weight_gradient, backward_reaches) -> bool:
-    """Exercise 2: with only the stem trainable, which stages get weight gradients, and whose outputs does the backward pass reach?"""
+    """Exercise 2: with only the stem trainable, which stages get weight gradients, and whose outputs does the
+    backward pass reach?"""
     wg, br = _stages(weight_gradient), _stages(backward_reaches)
     if wg is None or br is None:
         return report(False, "", "give two sets of stage names, e.g. {'stem'} and {'layer4', 'fc'}.")
     ok_wg, ok_br = wg == {"stem"}, br == set(_ORDER)
     if ok_wg and ok_br:
-        return report(True, "only the stem's weights get a gradient, but to get there the backward pass runs through "
-                      "every stage: the full backward cost for 9,408 + 128 trainable parameters.", "")
+        return report(
+            True,
+            "only the stem's weights get a gradient, but to get there the backward pass runs through "
+            "every stage: the full backward cost for 9,408 + 128 trainable parameters.",
+            "",
+        )
     hints = []
     if not ok_wg:
         hints.append("weight gradients go only to stages whose parameters have requires_grad=True")
     if not ok_br:
-        hints.append("the chain rule needs the gradient at the stem's output, which is computed from the gradients at "
-                     "every later stage's output, frozen or not")
+        hints.append(
+            "the chain rule needs the gradient at the stem's output, which is computed from the gradients at "
+            "every later stage's output, frozen or not"
+        )
     return report(False, "", "; ".join(hints) + ". Check with tl.train_step(..., ['stem']).summary().")
 
 
@@ -61,8 +72,11 @@ def check_cheaper_step(answer: str) -> bool:
     a = "fc" if a == "head" else a
     if a not in ("stem", "fc"):
         return report(False, "", "answer 'stem' or 'fc'.")
-    return report(a == "fc", "with only the head trainable the backward pass stops at the head's input: no gradient "
-                  "is computed inside the backbone. With only the stem trainable (9,536 parameters, under 0.1% of the "
-                  "model) the backward pass must still run through the whole network to reach it.",
-                  "think less about how many parameters are trainable and more about how far the backward pass must "
-                  "travel from the loss to reach them.")
+    return report(
+        a == "fc",
+        "with only the head trainable the backward pass stops at the head's input: no gradient "
+        "is computed inside the backbone. With only the stem trainable (9,536 parameters, under 0.1% of the "
+        "model) the backward pass must still run through the whole network to reach it.",
+        "think less about how many parameters are trainable and more about how far the backward pass must "
+        "travel from the loss to reach them.",
+    )

@@ -1,4 +1,5 @@
 """Self-checks for notebook 04 (cats vs dogs on CIFAR-10: the complete workflow, four ways to train)."""
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,12 @@ __all__ = ["check_filter", "check_remap", "check_recall"]
 def check_filter(indices, targets: Sequence[int], wanted: Sequence[int] = (3, 5)) -> bool:
     """Exercise 1: ``indices`` are exactly the positions of ``targets`` whose label is in ``wanted``, in order."""
     if indices is None:
-        return report(False, "", "set `indices` to the positions of the cat and dog labels "
-                                 "(hint: np.isin on the labels array, then np.flatnonzero).")
+        return report(
+            False,
+            "",
+            "set `indices` to the positions of the cat and dog labels "
+            "(hint: np.isin on the labels array, then np.flatnonzero).",
+        )
     targets = np.asarray(targets)
     expected = np.flatnonzero(np.isin(targets, list(wanted)))
     got = np.asarray(indices).ravel()
@@ -49,31 +54,46 @@ def check_remap(fn: Callable | None) -> bool:
         except Exception as e:  # the learner's code: report, do not crash the notebook
             return report(False, "", f"remap(labels, {selected}) raised {type(e).__name__}: {e}")
         if got.shape != expected.shape or not torch.equal(got.long(), expected):
-            return report(False, "", f"wrong result for selected={selected}: label {selected[0]} must become 0, "
-                                     f"{selected[1]} must become 1, and so on (order of `selected`, not sorted).")
+            return report(
+                False,
+                "",
+                f"wrong result for selected={selected}: label {selected[0]} must become 0, "
+                f"{selected[1]} must become 1, and so on (order of `selected`, not sorted).",
+            )
     big = torch.as_tensor([3, 5])[torch.randint(0, 2, (200_000,), generator=g)]
     t0 = time.perf_counter()
     fn(big, [3, 5])
     seconds = time.perf_counter() - t0
     if seconds > 0.3:
-        return report(False, "", f"correct, but {seconds:.2f} s for 200,000 labels: that is a Python loop. "
-                                 "Build a lookup table once (lut[selected] = arange) and index it with all labels.")
+        return report(
+            False,
+            "",
+            f"correct, but {seconds:.2f} s for 200,000 labels: that is a Python loop. "
+            "Build a lookup table once (lut[selected] = arange) and index it with all labels.",
+        )
     return report(True, f"correct for every class list, and 200,000 labels took {seconds * 1000:.1f} ms.", "")
 
 
 def check_recall(recall, labels, preds, cls: int = 1, tol: float = 1e-6) -> bool:
-    """Exercise 3: the recall of class ``cls`` (share of its true images predicted as it) from labels and predictions."""
+    """Exercise 3: the recall of class ``cls`` (share of its true images predicted as it) from labels and
+    predictions."""
     if recall is None:
-        return report(False, "", "set `recall` to (dogs predicted as dog) / (all true dogs): one row of the confusion matrix.")
+        return report(
+            False, "", "set `recall` to (dogs predicted as dog) / (all true dogs): one row of the confusion matrix."
+        )
     y, p = torch.as_tensor(labels).long(), torch.as_tensor(preds).long()
     true = y == cls
     expected = ((p == cls) & true).sum().item() / max(int(true.sum()), 1)
     value = float(recall)
     if abs(value - expected) <= tol:
-        return report(True, f"recall {expected:.3f}: the model finds {expected:.1%} of the true images of this class.", "")
+        return report(
+            True, f"recall {expected:.3f}: the model finds {expected:.1%} of the true images of this class.", ""
+        )
     precision = ((p == cls) & true).sum().item() / max(int((p == cls).sum()), 1)
     if abs(value - precision) <= tol:
-        return report(False, "", "that is the precision (divided by the predicted column); recall divides by the true row.")
+        return report(
+            False, "", "that is the precision (divided by the predicted column); recall divides by the true row."
+        )
     if abs(value - 100 * expected) <= 100 * tol:
         return report(False, "", "right value but in percent: give a fraction between 0 and 1.")
     return report(False, "", "recall = correct predictions of the class / number of true images of the class.")

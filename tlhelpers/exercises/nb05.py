@@ -1,4 +1,5 @@
 """Self-checks for notebook 05 (embeddings: t-SNE, nearest-neighbour search, classifiers on embeddings)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -7,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import report
 from ..embed import nearest_neighbors
+from . import report
 
 __all__ = ["check_cosine", "check_knn", "check_outlier"]
 
@@ -47,7 +48,9 @@ def _votes(query, embeddings, labels, k: int) -> torch.Tensor:
 def check_knn(preds, query, embeddings, labels, k: int = 5) -> bool:
     """Exercise 2: each prediction is a class with the most votes among the ``k`` nearest neighbours (ties: any)."""
     if preds is None:
-        return report(False, "", "set `knn_preds`: for each test embedding, the most common label among its k neighbours.")
+        return report(
+            False, "", "set `knn_preds`: for each test embedding, the most common label among its k neighbours."
+        )
     votes = _votes(query, embeddings, labels, k)
     preds = torch.as_tensor(np.asarray(preds)).long().ravel()
     if len(preds) != len(votes):
@@ -57,8 +60,12 @@ def check_knn(preds, query, embeddings, labels, k: int = 5) -> bool:
     best = votes.max(1).values
     ok = votes[torch.arange(len(preds)), preds] == best
     if not ok.all():
-        return report(False, "", f"{int((~ok).sum())} predictions are not a majority label of their {k} neighbours "
-                                 "(hint: labels[idx] then torch.mode(dim=1)).")
+        return report(
+            False,
+            "",
+            f"{int((~ok).sum())} predictions are not a majority label of their {k} neighbours "
+            "(hint: labels[idx] then torch.mode(dim=1)).",
+        )
     return report(True, f"every prediction is the majority vote of its {k} nearest neighbours.", "")
 
 
@@ -71,7 +78,9 @@ def check_outlier(index, query, embeddings) -> bool:
     expected = int(top1.argmin())
     got = int(index)
     if got == expected or np.isclose(top1[got].item(), top1[expected].item(), atol=1e-6):
-        return report(True, f"test image {got}: its closest training image has cosine similarity only {top1[got]:.2f}.", "")
+        return report(
+            True, f"test image {got}: its closest training image has cosine similarity only {top1[got]:.2f}.", ""
+        )
     if got == int(top1.argmax()):
         return report(False, "", "that is the test image *most* similar to the training set: take the minimum.")
     return report(False, "", "take each test image's top-1 similarity (k=1), then the index of the smallest one.")

@@ -1,4 +1,5 @@
 """Self-checks for notebook 06 (choosing a strategy)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -26,7 +27,9 @@ def _norm(s) -> str:
 def check_situations(answers: dict) -> bool:
     """Exercise 1: the strategy the flowchart recommends for each situation in :data:`SITUATIONS`."""
     if not isinstance(answers, dict) or set(answers) != set(SITUATIONS):
-        return report(False, "", f"give a dict with the keys {sorted(SITUATIONS)}, e.g. {{'a': 'feature extraction', ...}}.")
+        return report(
+            False, "", f"give a dict with the keys {sorted(SITUATIONS)}, e.g. {{'a': 'feature extraction', ...}}."
+        )
     wrong = []
     for key, (text, args) in SITUATIONS.items():
         want = recommend_strategy(*args)
@@ -46,15 +49,21 @@ def check_flowchart(fn: Callable[[int, str, str], str]) -> bool:
                 try:
                     got = fn(n, sim, budget)
                 except Exception as e:  # a learner's bug: report it as a hint, not a traceback
-                    return report(False, "", f"your function raised {type(e).__name__}: {e} for ({n}, {sim!r}, {budget!r}).")
+                    return report(
+                        False, "", f"your function raised {type(e).__name__}: {e} for ({n}, {sim!r}, {budget!r})."
+                    )
                 if _norm(got) != want:
-                    return report(False, "", f"for {n:,} images, {sim} domain, {budget} compute the flowchart says "
-                                  f"{want!r}, yours {got!r}.")
+                    return report(
+                        False,
+                        "",
+                        f"for {n:,} images, {sim} domain, {budget} compute the flowchart says {want!r}, yours {got!r}.",
+                    )
     return report(True, "your function agrees with the flowchart on all 32 test inputs, boundaries included.", "")
 
 
-def check_biggest_gain(results: dict, answer, better: str = "full fine-tuning",
-                       than: str = "feature extraction") -> bool:
+def check_biggest_gain(
+    results: dict, answer, better: str = "full fine-tuning", than: str = "feature extraction"
+) -> bool:
     """Exercise 3: the target set (a key of ``results``) where strategy ``better`` gained most over ``than``.
 
     ``results[key][strategy]`` is the measured test accuracy; the right answer is computed from them.
@@ -67,5 +76,8 @@ def check_biggest_gain(results: dict, answer, better: str = "full fine-tuning",
     if answer not in gains:
         return report(False, "", f"answer with one of the keys of results: {', '.join(map(repr, gains))}.")
     ranked = ", ".join(f"{k!r}: {g * 100:+.1f} points" for k, g in sorted(gains.items(), key=lambda kv: -kv[1]))
-    return report(answer == best, f"{better} did best against {than} on {best!r} ({better} minus {than}: {ranked}).",
-                  f"compute {better} minus {than} for each row of the table, and take the largest.")
+    return report(
+        answer == best,
+        f"{better} did best against {than} on {best!r} ({better} minus {than}: {ranked}).",
+        f"compute {better} minus {than} for each row of the table, and take the largest.",
+    )

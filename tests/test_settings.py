@@ -1,0 +1,62 @@
+"""tlhelpers.settings is the one place that reads TLHELPERS_* variables; the README's table lists the same ones."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tlhelpers import settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PACKAGE = Path(__file__).resolve().parents[1] / "tlhelpers"
+
+
+def test_readme_settings_table_matches_settings():
+    documented = set(re.findall(r"^\| `(TLHELPERS_\w+)` \|", README.read_text(), flags=re.M))
+    assert documented == {name for name, _, _ in settings.SETTINGS}
+
+
+def test_only_settings_reads_tlhelpers_variables():
+    readers = [
+        p.name
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "settings.py" and re.search(r"environ(?:\.get)?\(?\[?\s*[\"']TLHELPERS_", p.read_text())
+    ]
+    assert readers == []
+
+
+@pytest.mark.parametrize(
+    "raw, value",
+    [
+        ("1", True),
+        ("yes", True),
+        ("TRUE", True),
+        ("on", True),
+        ("0", False),
+        ("no", False),
+        ("", False),
+        ("off", False),
+    ],
+)
+def test_flag_parses_yes_and_no(monkeypatch, raw, value):
+    monkeypatch.setenv("TLHELPERS_OFFLINE", raw)
+    assert settings.offline() is value
+
+
+def test_flag_rejects_other_values_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("TLHELPERS_QUICK", "maybe")
+    with pytest.raises(ValueError, match=r"\$TLHELPERS_QUICK='maybe'"):
+        settings.quick_mode()
+    monkeypatch.delenv("TLHELPERS_MALLOC_TUNE", raising=False)
+    assert settings.malloc_tune() is True  # default on
+
+
+def test_paths_follow_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLHELPERS_HOME", str(tmp_path))
+    monkeypatch.delenv("TLHELPERS_CIFAR_DIR", raising=False)
+    assert settings.cifar_dir() == tmp_path / "cifar10-jpg"
+    assert settings.torchvision_cifar_root() == tmp_path / "torchvision"
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    assert settings.sha256_file(f).startswith("ba7816bf")
+    assert settings.verify_sha256(f, "BA7816BF") and not settings.verify_sha256(f, "00")

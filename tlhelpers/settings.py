@@ -1,0 +1,138 @@
+"""The one place that reads ``TLHELPERS_*`` environment variables, and where every course path is defined.
+
+``SETTINGS`` lists each variable with its meaning and default; the README's Settings table and
+``tests/test_settings.py`` are kept in step with it. Boolean variables all go through :func:`flag`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+__all__ = [
+    "SETTINGS",
+    "flag",
+    "get",
+    "quick_mode",
+    "offline",
+    "malloc_tune",
+    "cache_dir",
+    "cifar_dir",
+    "torchvision_cifar_root",
+    "hub_checkpoints",
+    "archive",
+    "data_source",
+    "device",
+    "weights",
+    "sha256_file",
+    "verify_sha256",
+]
+
+# (name, meaning, default)
+SETTINGS = (
+    ("TLHELPERS_QUICK", "1: notebooks shrink data and epochs (CI)", "0 (full mode)"),
+    ("TLHELPERS_HOME", "data cache", "~/.cache/tlhelpers"),
+    ("TLHELPERS_CIFAR_DIR", "the CIFAR-10 ImageFolder tree", "$TLHELPERS_HOME/cifar10-jpg"),
+    ("TLHELPERS_DATA_SOURCE", "folder, torchvision or auto", "auto"),
+    ("TLHELPERS_WEIGHTS", "default weights in full mode", "auto"),
+    ("TLHELPERS_OFFLINE", "1: never try to download", "0"),
+    ("TLHELPERS_DEVICE", "force cpu, cuda or mps", "CUDA, then MPS, then CPU"),
+    ("TLHELPERS_MALLOC_TUNE", "0: make tl.device.reuse_freed_memory() a no-op", "1"),
+    ("TLHELPERS_ARCHIVE", "the course's cifar10-jpg.tar.gz", "../shared/data/cifar10-jpg.tar.gz"),
+)
+_NAMES = {name for name, _, _ in SETTINGS}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    """The raw value of a documented variable (``default`` if unset)."""
+    if name not in _NAMES:
+        raise KeyError(f"{name} is not a tlhelpers setting (see tlhelpers.settings.SETTINGS)")
+    return os.environ.get(name, default)
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """A boolean variable: 1/true/yes/on -> True, 0/false/no/off/empty -> False, unset -> ``default``."""
+    raw = get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"${name}={raw!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off.")
+
+
+def quick_mode() -> bool:
+    """``$TLHELPERS_QUICK``: notebooks shrink data and epochs (used by CI)."""
+    return flag("TLHELPERS_QUICK")
+
+
+def offline() -> bool:
+    """``$TLHELPERS_OFFLINE``: never try to download (``0`` or unset: downloads allowed)."""
+    return flag("TLHELPERS_OFFLINE")
+
+
+def malloc_tune() -> bool:
+    """``$TLHELPERS_MALLOC_TUNE`` (default on): ``0`` makes ``device.reuse_freed_memory()`` a no-op."""
+    return flag("TLHELPERS_MALLOC_TUNE", default=True)
+
+
+def data_source() -> str:
+    return (get("TLHELPERS_DATA_SOURCE") or "auto").strip().lower()
+
+
+def device() -> str | None:
+    return get("TLHELPERS_DEVICE") or None
+
+
+def weights() -> str:
+    return get("TLHELPERS_WEIGHTS") or "auto"
+
+
+def cache_dir() -> Path:
+    """The course cache: ``$TLHELPERS_HOME`` or ``~/.cache/tlhelpers``."""
+    return Path(get("TLHELPERS_HOME") or Path.home() / ".cache" / "tlhelpers").expanduser()
+
+
+def cifar_dir() -> Path:
+    """Where the CIFAR-10 ImageFolder tree is expected: ``$TLHELPERS_CIFAR_DIR`` or ``<cache>/cifar10-jpg``."""
+    return Path(get("TLHELPERS_CIFAR_DIR") or cache_dir() / "cifar10-jpg").expanduser()
+
+
+def torchvision_cifar_root() -> Path:
+    """Where ``torchvision.datasets.CIFAR10`` is downloaded: ``<cache>/torchvision``."""
+    return cache_dir() / "torchvision"
+
+
+def hub_checkpoints() -> Path:
+    """torch hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``), where ImageNet weights are cached."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def archive() -> Path | None:
+    """The course's cifar10-jpg.tar.gz if one is at hand ($TLHELPERS_ARCHIVE or ../shared/data beside the repo)."""
+    candidates = [
+        get("TLHELPERS_ARCHIVE"),
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz",
+    ]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MB chunks (no copy of the whole file in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> bool:
+    """True if the file's sha256 starts with ``expected`` (a full digest or a prefix such as torchvision's)."""
+    return Path(path).is_file() and sha256_file(path).startswith(expected.lower())
