@@ -202,3 +202,26 @@ def test_plain_loop_and_fit_give_the_same_numbers(cat_dog):
     apart = torch.sqrt(sum(((p - q) ** 2).sum() for p, q, _ in pairs))
     moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, _, b in pairs))
     assert apart < 0.05 * moved  # the two runs' weights differ by under 5% of how far training moved them
+
+
+# ---------------------------------------------------------------- bad input, one clear error each
+
+
+def test_bad_inputs_give_one_clear_error(cifar_root, tmp_path):
+    with pytest.raises(TypeError, match="whole number or None.*100.0"):
+        tl.load_cifar_pair(n_train=100.0, n_test=20)
+    model, pre = tl.load_backbone("resnet18", weights="course", verbose=False)
+    with pytest.raises(ValueError, match="Nothing to embed"):
+        tl.embed(model, torch.empty(0, 3, 32, 32, dtype=torch.uint8), pre)
+    with pytest.raises(ValueError, match="at least one"):
+        tl.fit_head(torch.empty(0, 512), torch.empty(0, dtype=torch.long), 2, progress=False)
+    good = tmp_path / "model.pt"
+    torch.save(model.state_dict(), good)
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"Cannot read checkpoint .*truncated\.pt: it is damaged"):
+        tl.load_backbone("resnet18", weights=bad, verbose=False)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt"):
+        tl.load_checkpoint(model, text)

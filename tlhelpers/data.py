@@ -185,6 +185,8 @@ def balanced_indices(
     targets = np.asarray(targets)
     k = len(class_ids)
     what = f"{split} images" if split else "images"
+    if n_total is not None and (isinstance(n_total, bool) or not isinstance(n_total, (int, np.integer))):
+        raise TypeError(f"The number of {what} must be a whole number or None (all), got {n_total!r}.")
     if n_total is not None and n_total < k:
         raise ValueError(f"Asked for {n_total} {what} but there are {k} classes: need at least one per class.")
     rng = np.random.default_rng(seed)

@@ -224,6 +224,8 @@ def embed(
         if hook is not None:
             hook.remove()
         model.train(was_training)
+    if not captured:
+        raise ValueError("Nothing to embed: the data holds no images.")
     return torch.cat(captured), (torch.cat(labels) if labels else None)
 
 

@@ -120,7 +120,13 @@ def _read_state_dict(path: Path) -> dict:
     without DataParallel's ``module.`` prefix, floating tensors as float32."""
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, a pickle weights_only refuses
+        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ValueError(
+            f"Cannot read checkpoint {path}: it is damaged or not a PyTorch state dict ({detail})."
+        ) from None
     if isinstance(sd, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(sd.get(key), dict):
