@@ -143,3 +143,17 @@ def test_plot_embeddings_few_points_and_show_neighbors_edge_cases():
     fig = viz.show_neighbors(imgs[0], imgs, [1, 2], [0.9, 0.8], labels=[0, 1, 0, 1, 0], classes=["cat", "dog"])
     assert [a.get_title() for a in fig.axes[1:]] == ["dog\ncos 0.90", "cat\ncos 0.80"]
     plt.close("all")
+
+
+def test_nb05_k_choice_accepts_only_ks_within_the_margin(capsys):
+    val_acc = {1: 0.60, 3: 0.70, 5: 0.72, 10: 0.71, 40: 0.50}
+    assert nb05.check_k_choice(5, val_acc, n_val=400)  # the best
+    assert nb05.check_k_choice(10, val_acc, n_val=400)  # within ±4.4 points of the best
+    assert not nb05.check_k_choice(1, val_acc, n_val=400)
+    assert "below the best" in capsys.readouterr().out
+    assert not nb05.check_k_choice(40, val_acc, n_val=400)
+    assert not nb05.check_k_choice(7, val_acc, n_val=400)  # never measured
+    assert "measured" in capsys.readouterr().out
+    assert not nb05.check_k_choice(None, val_acc, n_val=400)
+    # a smaller validation set has a wider margin: k=3 becomes acceptable
+    assert nb05.check_k_choice(3, val_acc, n_val=50)

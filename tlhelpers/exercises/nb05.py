@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..embed import nearest_neighbors
 from . import report
 
-__all__ = ["check_cosine", "check_knn", "check_outlier"]
+__all__ = ["check_cosine", "check_k_choice", "check_knn", "check_outlier"]
 
 
 def check_cosine(fn: Callable | None) -> bool:
@@ -84,3 +84,24 @@ def check_outlier(index, query, embeddings) -> bool:
     if got == int(top1.argmax()):
         return report(False, "", "that is the test image *most* similar to the training set: take the minimum.")
     return report(False, "", "take each test image's top-1 similarity (k=1), then the index of the smallest one.")
+
+
+def check_k_choice(k, val_acc: dict, n_val: int) -> bool:
+    """Exercise 3 (a decision): ``k`` is one of the tried values whose validation accuracy is within the 95% margin
+    of the best one (``val_acc``: {k: accuracy} measured on ``n_val`` validation images)."""
+    if k is None:
+        return report(False, "", "set `K_CHOSEN` to one of the k values in the plot, chosen from the validation curve.")
+    if k not in val_acc:
+        return report(False, "", f"choose one of the k values that were measured: {sorted(val_acc)}.")
+    best_k = max(val_acc, key=val_acc.get)
+    best = val_acc[best_k]
+    margin = 1.96 * (best * (1 - best) / n_val) ** 0.5
+    if val_acc[k] >= best - margin:
+        why = "the best on validation" if k == best_k else f"within the margin (±{margin:.1%}) of the best, k={best_k}"
+        return report(True, f"k={k} scores {val_acc[k]:.1%} on validation, {why}.", "")
+    return report(
+        False,
+        "",
+        f"k={k} scores {val_acc[k]:.1%} on validation, more than the margin ({margin:.1%}) below the best "
+        f"(k={best_k}, {best:.1%}): read the curve again.",
+    )
