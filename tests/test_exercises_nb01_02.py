@@ -191,3 +191,16 @@ def test_bn_fix():
     assert not nb02.check_bn_fix(lambda model: model.eval())  # also stops layer4's statistics
     assert not nb02.check_bn_fix(lambda model: model.layer1.eval())  # only part of the frozen stages
     assert not nb02.check_bn_fix(lambda model: model.nonexistent())  # raises
+
+
+def test_nb01_stage_choice_takes_the_earliest_stage_within_the_margin(capsys):
+    acc = {"layer1": 0.55, "layer2": 0.60, "layer3": 0.68, "layer4": 0.70}
+    assert nb01.check_stage_choice("layer3", acc, margin=0.03)  # within 3 points of layer4, and earlier
+    assert not nb01.check_stage_choice("layer4", acc, margin=0.03)  # tied but later
+    assert "earlier" in capsys.readouterr().out
+    assert not nb01.check_stage_choice("layer1", acc, margin=0.03)
+    assert "below the best" in capsys.readouterr().out
+    assert nb01.check_stage_choice("layer4", acc, margin=0.01)  # a tighter margin: only the best remains
+    assert nb01.check_stage_choice("layer2", acc, margin=0.12)
+    assert not nb01.check_stage_choice(None, acc, margin=0.03)
+    assert not nb01.check_stage_choice("fc", acc, margin=0.03)

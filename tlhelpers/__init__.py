@@ -20,7 +20,7 @@ from .data import (
     train_val_split,
 )
 from .device import autocast, get_device, loader_kwargs
-from .embed import embed, extract_embedding, nearest_neighbors, stage_features
+from .embed import embed, extract_embedding, nearest_neighbors, stage_features, stage_peaks
 from .freeze import (
     count_params,
     freeze,
@@ -64,6 +64,7 @@ __all__ = [
     "extract_embedding",
     "nearest_neighbors",
     "stage_features",
+    "stage_peaks",
     "count_params",
     "freeze",
     "make_optimizer",

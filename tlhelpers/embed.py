@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ImageTensors, decode_files, make_loader
+from .data import ImageTensors, decode_files, make_loader, prepare_batch
 from .device import _native_bf16, autocast, model_device
 from .models import head_of
 
@@ -23,6 +23,7 @@ __all__ = [
     "fold_batchnorm",
     "nearest_neighbors",
     "stage_features",
+    "stage_peaks",
 ]
 
 
@@ -255,7 +256,38 @@ def nearest_neighbors(
     return top.indices, top.values
 
 
-@torch.inference_mode()
+def _per_stage(
+    model: nn.Module,
+    data: ImageTensors | torch.Tensor,
+    transform: Callable | None,
+    stages: tuple[str, ...],
+    reduce: Callable[[torch.Tensor], object],
+    batch_size: int | None,
+    amp: bool,
+) -> dict[str, list]:
+    """Run ``data`` through ``model`` in eval mode and keep ``reduce(output)`` of each stage, batch by batch."""
+    batch_size = batch_size or default_batch_size(transform, data)
+    device = model_device(model)
+    kept: dict[str, list] = {s: [] for s in stages}
+    hooks = [
+        model.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: kept[s].append(reduce(o.float())))
+        for s in stages
+    ]
+    images = data.images if isinstance(data, ImageTensors) else data
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(images), batch_size):
+                with autocast(device, enabled=amp):
+                    model(prepare_batch(images[i : i + batch_size], device, transform))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return kept
+
+
 def stage_features(
     model: nn.Module,
     data: ImageTensors | torch.Tensor,
@@ -270,26 +302,29 @@ def stage_features(
     ``grid=1`` averages each map over the whole image; ``grid=g`` averages over a g x g grid of regions
     and keeps them side by side (``N x C*g*g``), so the features still say *where* a pattern was.
     """
-    batch_size = batch_size or default_batch_size(transform, data)
-    device = model_device(model)
-    feats: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
-    hooks = [
-        model.get_submodule(s).register_forward_hook(
-            lambda m, i, o, s=s: feats[s].append(F.adaptive_avg_pool2d(o.float(), grid).flatten(1).cpu())
-        )
-        for s in stages
-    ]
-    images = data.images if isinstance(data, ImageTensors) else data
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(device)
-            x = transform(x) if transform is not None else x.float() / 255
-            with autocast(device, enabled=amp):
-                model(x.contiguous(memory_format=torch.channels_last))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return {s: torch.cat(v) for s, v in feats.items()}
+    kept = _per_stage(
+        model, data, transform, stages, lambda o: F.adaptive_avg_pool2d(o, grid).flatten(1).cpu(), batch_size, amp
+    )
+    return {s: torch.cat(v) for s, v in kept.items()}
+
+
+def stage_peaks(
+    model: nn.Module,
+    data: ImageTensors | torch.Tensor,
+    transform: Callable | None = None,
+    stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
+    batch_size: int | None = None,
+    amp: bool = True,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+    """Where each channel of each stage responds most, per image: ``{stage: (peak N x C, row-col N x C x 2, (H, W))}``.
+
+    ``peak`` is the channel's largest activation in the image's map and ``row-col`` its position in the
+    H x W map: what :func:`tlhelpers.viz.show_top_patches` needs to cut out the top-activating patches.
+    """
+
+    def peaks(o: torch.Tensor):
+        v, flat = o.flatten(2).max(dim=2)
+        return v.cpu(), torch.stack([flat // o.shape[3], flat % o.shape[3]], dim=-1).cpu(), tuple(o.shape[2:])
+
+    kept = _per_stage(model, data, transform, stages, peaks, batch_size, amp)
+    return {s: (torch.cat([k[0] for k in v]), torch.cat([k[1] for k in v]), v[0][2]) for s, v in kept.items()}

@@ -7,6 +7,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "plot_history",
@@ -210,5 +211,38 @@ def show_neighbors(
         ax.set_title((f"{name(labels[int(i)])}\n" if labels is not None else "") + f"cos {float(s):.2f}", fontsize=8)
     for ax in axes:
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_top_patches(
+    images: torch.Tensor,
+    peaks: tuple[torch.Tensor, torch.Tensor, tuple[int, int]],
+    channels: Sequence[int],
+    size: int,
+    patch: int,
+    k: int = 8,
+    title: str | None = None,
+):
+    """For each channel, the ``k`` image patches (``patch`` px of the image resized to ``size``) where it fires most.
+
+    ``peaks`` is one stage of :func:`tlhelpers.embed.stage_peaks`; a patch is centred on the peak's map cell.
+    """
+    values, pos, (h, w) = peaks
+    img = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    half = patch // 2
+    fig, axes = plt.subplots(len(channels), k, figsize=(k * 0.9, len(channels) * 0.95), squeeze=False)
+    for r, c in enumerate(channels):
+        for j, n in enumerate(values[:, c].topk(k).indices.tolist()):
+            cy = int((pos[n, c, 0] + 0.5) * size / h)
+            cx = int((pos[n, c, 1] + 0.5) * size / w)
+            top, left = min(max(cy - half, 0), size - patch), min(max(cx - half, 0), size - patch)
+            ax = axes[r, j]
+            ax.imshow(img[n, :, top : top + patch, left : left + patch].permute(1, 2, 0).clamp(0, 255).byte().numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(f"ch {c}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

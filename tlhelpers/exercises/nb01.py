@@ -10,7 +10,7 @@ import torchvision
 
 from . import report
 
-__all__ = ["check_layer4_size", "check_probe_function", "check_largest_gap"]
+__all__ = ["check_layer4_size", "check_probe_function", "check_largest_gap", "check_stage_choice"]
 
 
 def layer4_size(input_size: int) -> int:
@@ -78,4 +78,25 @@ def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[s
         f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
         f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
         f"(stages: {', '.join(gaps)}).",
+    )
+
+
+def check_stage_choice(answer: str, acc: Mapping[str, float], margin: float) -> bool:
+    """Exercise 4 (a decision): the earliest stage whose probe accuracy is within ``margin`` of the best stage's."""
+    if answer is None:
+        return report(False, "", "set `stage` to a stage name, chosen from the probe results and their margin.")
+    if answer not in acc:
+        return report(False, "", f"choose one of the probed stages: {', '.join(acc)}.")
+    best = max(acc, key=acc.get)
+    tied = [s for s in acc if acc[s] >= acc[best] - margin]
+    truth = tied[0]  # stages are in network order: the first tied stage is the cheapest
+    if answer == truth:
+        extra = "" if truth == best else f" (the best, {best}, is only {acc[best] - acc[truth]:.1%} higher)"
+        return report(True, f"{truth}: {acc[truth]:.1%}, within ±{margin:.1%} of the best{extra}.", "")
+    if answer in tied:
+        return report(False, "", f"{answer} is within the margin, but {truth} is too and is earlier (cheaper).")
+    return report(
+        False,
+        "",
+        f"{answer} scores {acc[answer]:.1%}, more than ±{margin:.1%} below the best ({best}, {acc[best]:.1%}).",
     )
