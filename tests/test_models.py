@@ -97,7 +97,10 @@ def test_checkpoint_file_round_trip_and_wrong_architecture(tmp_path, capsys):
     torch.save(m.state_dict(), good)
     m2, pre = tl.load_backbone(weights=str(good))
     assert torch.equal(m2.fc.weight, m.fc.weight) and m2.fc.out_features == 2
-    assert "no mine.json beside it, so ImageNet preprocessing (224 px) is assumed" in capsys.readouterr().out
+    assert (
+        "no preprocessing in it and no mine.json beside it, so ImageNet's (224 px) is assumed"
+        in capsys.readouterr().out
+    )
     assert list(pre.crop_size) == [224]
     (tmp_path / "mine.json").write_text(
         '{"preprocessing": {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}'

@@ -1,12 +1,14 @@
 """tlhelpers: the small support package of the transfer-learning course.
 
 One module per concept: ``device``, ``data``, ``models``, ``freeze``, ``recipe``, ``train``, ``embed``,
-``viz``, ``simulator``, ``strategy``, ``widgets``, ``pretrain`` (the offline course backbone)
+``viz``, ``augment``, ``finetune``, ``saving``, ``simulator``, ``strategy``, ``widgets``, ``pretrain``
+(the offline course backbone)
 and ``cli`` (``python -m tlhelpers doctor | prefetch | bundle | pretrain``).
 """
 
 __version__ = "0.1.0"
 
+from .augment import augmenter, color_jitter, random_resized_crop
 from .data import (
     CIFAR10_CLASSES,
     ImageTensors,
@@ -21,6 +23,7 @@ from .data import (
 )
 from .device import autocast, get_device, loader_kwargs
 from .embed import embed, extract_embedding, nearest_neighbors, stage_features, stage_peaks
+from .finetune import fine_tune, lr_find
 from .freeze import (
     count_params,
     freeze,
@@ -36,9 +39,10 @@ from .freeze import (
 )
 from .models import WeightsUnavailable, course_backbone_info, load_backbone, load_checkpoint, replace_head
 from .recipe import RECIPES, Recipe, epochs_for, recipe, train_batch_size
+from .saving import load_model, save_model
 from .simulator import train_step
 from .strategy import recommend_strategy
-from .train import best_epoch, evaluate, fit, fit_head, predict, quick_mode, set_seed
+from .train import best_epoch, evaluate, fit, fit_head, predict, predict_files, quick_mode, set_seed
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -87,6 +91,14 @@ __all__ = [
     "fit",
     "fit_head",
     "predict",
+    "predict_files",
+    "augmenter",
+    "color_jitter",
+    "random_resized_crop",
+    "fine_tune",
+    "lr_find",
+    "load_model",
+    "save_model",
     "quick_mode",
     "set_seed",
 ]

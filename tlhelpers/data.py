@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -59,12 +60,14 @@ class ImageTensors(Dataset):
 
     Indexing with a list or tensor of indices returns a whole batch in one gather, which is
     what :func:`make_loader` uses, so no per-image Python work happens while training.
+    ``skipped``: the files :func:`load_image_folder` could not read and left out (with ``skip_bad=True``).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
     paths: list[str] | None = field(default=None, repr=False)
+    skipped: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -81,12 +84,13 @@ class ImageTensors(Dataset):
     def __repr__(self) -> str:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         per = ", ".join(f"{c}: {n}" for c, n in zip(self.classes, counts))
-        return f"ImageTensors({len(self)} images {tuple(self.images.shape[1:])}, {per})"
+        bad = f", {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
+        return f"ImageTensors({len(self)} images {tuple(self.images.shape[1:])}, {per}{bad})"
 
     def subset(self, idx: torch.Tensor | Sequence[int]) -> "ImageTensors":
         idx = torch.as_tensor(idx, dtype=torch.long)
         paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
-        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths)
+        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths, list(self.skipped))
 
 
 def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
@@ -108,8 +112,10 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     counts = torch.bincount(data.labels, minlength=len(data.classes))
     for c, n in enumerate(counts.tolist()):
         if n < 2:
+            first = torch.nonzero(data.labels == c).flatten()[:1].tolist()
+            where = f" (in {Path(data.paths[first[0]]).parent})" if data.paths and first else ""
             raise ValueError(
-                f"Class {data.classes[c]!r} has {n} image(s): a train/validation split needs at least 2 "
+                f"Class {data.classes[c]!r}{where} has {n} image(s): a train/validation split needs at least 2 "
                 f"per class. Add images to it, or leave the class out."
             )
         members = torch.nonzero(data.labels == c).flatten()
@@ -229,8 +235,13 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
     classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
     files, targets = [], []
     for ci, c in enumerate(classes):
-        found = []
+        found, seen = [], set()
         for root, dirs, names in os.walk(path / c, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # a symlink loop (or two links to one folder): each folder is listed once
+                dirs[:] = []
+                continue
+            seen.add(real)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             found += [
                 os.path.join(root, n)
@@ -247,44 +258,129 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
     return classes, files, np.asarray(targets)
 
 
-def _decode(path: str, size: int | None) -> torch.Tensor:
-    """One image file as a (3, H, W) uint8 tensor (Pillow: fast for small JPEGs, reads every common format)."""
+def _eight_bit(im):
+    """16-bit and 32-bit grey (``I;16*``, ``I``) and float (``F``) images as 8-bit ``L``, scaled, not clipped."""
     from PIL import Image
 
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return im
+    a = np.asarray(im).astype(np.float64)
+    top = float(np.nanmax(a)) if a.size else 0.0
+    if im.mode == "F":
+        a = a * 255.0 if top <= 1.0 else a  # float images in [0, 1], else taken as [0, 255]
+    elif im.mode.startswith("I;16") or top > 255:
+        a = a / (257.0 if top <= 65535 else top / 255.0)  # 16-bit: 65535 -> 255 (a 32-bit range: its maximum)
+    return Image.fromarray(np.nan_to_num(a).round().clip(0, 255).astype(np.uint8), "L")
+
+
+def _to_rgb(im):
+    """Any Pillow mode as RGB: transparency is composited on white (not dropped to black), CMYK/P/L converted."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _open_rgb(path: str, size: int | None):
+    """Open one file as an upright RGB Pillow image; with ``size``, the central square resized to size x size.
+
+    JPEGs are decoded in draft mode straight to the smallest scale (1/2, 1/4, 1/8) that still covers ``size``,
+    so a 12-megapixel photo never exists in memory at full size; then one antialiased resize of the crop box.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if size is not None and im.format == "JPEG":
+            im.draft("RGB", (size, size))  # shorter side stays >= size
+        im.load()
+        im = _eight_bit(im)
+        if "exif" in im.info or "Raw profile type exif" in im.info:  # the check is cheap, the EXIF parse is not
+            ImageOps.exif_transpose(im, in_place=True)  # phone photos: rotate as the camera said
+        if size is not None and im.size != (size, size):
+            w, h = im.size
+            side = min(w, h)
+            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+            if im.mode == "P":
+                im = _to_rgb(im)
+            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+        return _to_rgb(im)
+
+
+def _decode(path: str, size: int | None) -> torch.Tensor:
+    """One image file as a (3, H, W) uint8 tensor, upright (EXIF), any mode converted to RGB; with ``size``
+    resized (shorter side) and centre-cropped to size x size. An unreadable file is a ValueError naming it."""
     try:
-        with Image.open(path) as im:
-            img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+        img = torch.from_numpy(np.array(_open_rgb(path, size))).permute(2, 0, 1)
     except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = str(e).splitlines()[0].replace(f" '{path}'", "").replace(path, "it") if str(e) else type(e).__name__
         raise ValueError(f"Cannot read image file {path}: {detail}") from None
-    if size is not None and tuple(img.shape[1:]) != (size, size):
-        img = _resize_center_crop(img, size)
     return img.contiguous()
 
 
-def _resize_center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to ``size`` and take the central square (uint8 in, uint8 out)."""
-    h, w = img.shape[1:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    x = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[:, top : top + size, left : left + size].round().clamp(0, 255).to(torch.uint8)
+def _decode_all(
+    paths: Sequence[str], size: int | None, skip_bad: bool = False, num_workers: int = 0
+) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
+    """Decode ``paths``: (images, indices of the files kept, [(path, reason)] of the files skipped).
 
-
-def decode_files(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
-    """Decode image files into one uint8 tensor (N, 3, S, S).
-
-    With ``size=None`` all images must share one size (true for CIFAR-10); otherwise each is
-    resized (shorter side) and centre-cropped to ``size`` so they can be stacked.
+    With ``size`` the result is allocated once (N x 3 x size x size) and filled as files are decoded.
+    ``num_workers`` > 1 decodes in that many threads (Pillow releases the GIL while decoding).
     """
-    if not paths:
-        return torch.empty(0, 3, size or 32, size or 32, dtype=torch.uint8)
-    imgs = [_decode(p, size) for p in paths]
+
+    def one(p: str) -> torch.Tensor | str:
+        try:
+            return _decode(p, size)
+        except ValueError as e:
+            if not skip_bad:
+                raise
+            return str(e).split(": ", 1)[-1]
+
+    if num_workers and num_workers > 1 and len(paths) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(num_workers)
+        results = pool.map(one, paths)
+    else:
+        pool, results = None, map(one, paths)
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8) if size is not None else None
+    imgs, kept, bad = [], [], []
+    try:
+        for i, (p, r) in enumerate(zip(paths, results)):
+            if isinstance(r, str):
+                bad.append((p, r))
+                continue
+            if out is not None:
+                out[len(kept)] = r
+            else:
+                imgs.append(r)
+            kept.append(i)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if out is not None:
+        return out[: len(kept)], kept, bad
     shapes = {tuple(i.shape) for i in imgs}
     if len(shapes) > 1:
         raise ValueError(f"Images have different sizes {sorted(shapes)[:3]}...: pass image_size=N to resize them.")
-    return torch.stack(imgs)
+    images = torch.stack(imgs) if imgs else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
+    return images, kept, bad
+
+
+def decode_files(paths: Sequence[str], size: int | None = None, num_workers: int = 0) -> torch.Tensor:
+    """Decode image files into one uint8 tensor (N, 3, S, S); an unreadable file is an error naming it.
+
+    With ``size=None`` all images must share one size (true for CIFAR-10); otherwise each is
+    resized (shorter side) and centre-cropped to ``size`` so they can be stacked. Any format and
+    mode Pillow reads (JPEG, PNG incl. 16-bit, WebP, grayscale, RGBA, CMYK) becomes RGB; EXIF rotation
+    is applied. ``num_workers`` > 1 decodes in threads.
+    """
+    if not paths:
+        return torch.empty(0, 3, size or 32, size or 32, dtype=torch.uint8)
+    return _decode_all(list(paths), size, num_workers=num_workers)[0]
 
 
 def load_image_folder(
@@ -293,19 +389,42 @@ def load_image_folder(
     n: int | None = None,
     seed: int = 0,
     image_size: int | None = None,
+    skip_bad: bool = False,
+    num_workers: int = 0,
 ) -> ImageTensors:
     """Load (a balanced subset of) an ImageFolder tree ``path/<class>/<image>`` into memory.
 
     ``classes``: the class folders to use (default all, at least 2); ``n``: total images, split
     evenly over the classes with a fixed ``seed`` (default all); ``image_size``: resize and
-    centre-crop every image to this square size (needed when image sizes differ).
+    centre-crop every image to this square size (needed when image sizes differ; photos of any size
+    are decoded straight to it, so memory stays N x image_size^2). An unreadable file is an error naming
+    it; ``skip_bad=True`` skips such files instead, warns with their names and count and lists them in
+    ``.skipped`` of the result. ``num_workers`` > 1 decodes in that many threads.
     """
-    names, files, targets = scan_image_folder(path)
+    root = Path(path).expanduser()
+    names, files, targets = scan_image_folder(root)
+    if classes is None and len(names) < 2:
+        raise ValueError(
+            f"{root} has one class folder ({names[0]!r}): a classifier needs at least 2, as "
+            f"{root}/<class_name>/<image>.jpg with one folder per class."
+        )
     ids = _resolve_classes(classes if classes is not None else names, names)
-    idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {Path(path).expanduser()}")
+    idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {root}")
     sel = [files[i] for i in idx]
-    images = decode_files(sel, image_size)
-    return ImageTensors(images, torch.as_tensor(lab, dtype=torch.long), [names[i] for i in ids], sel)
+    images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers)
+    chosen = [names[i] for i in ids]
+    labels = torch.as_tensor(lab[kept], dtype=torch.long)
+    if bad:
+        shown = "; ".join(f"{os.path.relpath(p, root)} ({why})" for p, why in bad[:10])
+        more = f"; and {len(bad) - 10} more (all in .skipped)" if len(bad) > 10 else ""
+        warnings.warn(
+            f"Skipped {len(bad)} unreadable image file(s) of {len(sel)} in {root}: {shown}{more}.", stacklevel=2
+        )
+        counts = torch.bincount(labels, minlength=len(chosen)).tolist()
+        empty = [c for c, k in zip(chosen, counts) if k == 0]
+        if empty:
+            raise ValueError(f"No readable image left in class {empty[0]!r} in {root}: every file in it was skipped.")
+    return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=[p for p, _ in bad])
 
 
 def safe_extract(tf: tarfile.TarFile, dest: Path) -> None:

@@ -36,6 +36,10 @@ __all__ = [
     "course_backbone_info",
     "imagenet_weights_path",
     "load_checkpoint",
+    "read_checkpoint",
+    "load_state_dict",
+    "preprocess_from",
+    "preprocess_record",
     "head_of",
     "WeightsUnavailable",
 ]
@@ -80,9 +84,35 @@ def _course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
 
 
+def preprocess_from(p: dict) -> ImageClassification:
+    """The batched preprocessing described by a record ``{"size", "resize_size", "mean", "std"}``."""
+    return ImageClassification(
+        crop_size=int(p["size"]),
+        resize_size=int(p.get("resize_size", p["size"])),
+        mean=[float(v) for v in p["mean"]],
+        std=[float(v) for v in p["std"]],
+    )
+
+
+def preprocess_record(preprocess: nn.Module) -> dict:
+    """The record :func:`preprocess_from` rebuilds ``preprocess`` from (a ``load_backbone`` preprocessing)."""
+    if not isinstance(preprocess, ImageClassification):
+        raise TypeError(
+            f"Expected the preprocess returned by tl.load_backbone (torchvision ImageClassification), "
+            f"got {type(preprocess).__name__}."
+        )
+    if preprocess.interpolation != torchvision.transforms.InterpolationMode.BILINEAR:
+        raise ValueError(f"Only bilinear preprocessing can be saved, got {preprocess.interpolation}.")
+    return {
+        "size": int(preprocess.crop_size[0]),
+        "resize_size": int(preprocess.resize_size[0]),
+        "mean": [float(v) for v in preprocess.mean],
+        "std": [float(v) for v in preprocess.std],
+    }
+
+
 def _course_preprocess() -> nn.Module:
-    p = course_backbone_info()["preprocessing"]
-    return ImageClassification(crop_size=p["size"], resize_size=p["size"], mean=p["mean"], std=p["std"])
+    return preprocess_from(course_backbone_info()["preprocessing"])
 
 
 def _imagenet_enum(name: str):
@@ -115,37 +145,44 @@ def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
     )
 
 
-def _read_state_dict(path: Path) -> dict:
-    """The state dict in a checkpoint file: unwrapped from ``{"state_dict"|"model"|"model_state_dict": ...}``,
-    without DataParallel's ``module.`` prefix, floating tensors as float32."""
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(state dict, metadata)`` of a checkpoint file, read with ``weights_only=True``.
+
+    The state dict is unwrapped from ``{"state_dict"|"model"|"model_state_dict": ...}``, without
+    DataParallel's ``module.`` prefix, floating tensors as float32. ``metadata`` is the rest of such a
+    wrapping dict (what :func:`tlhelpers.saving.save_model` writes beside the weights), else ``{}``.
+    A missing, damaged or foreign file is one error that names it.
+    """
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, a pickle weights_only refuses
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise ValueError(
             f"Cannot read checkpoint {path}: it is damaged or not a PyTorch state dict ({detail})."
         ) from None
-    if isinstance(sd, dict):
+    sd, meta = raw, {}
+    if isinstance(raw, dict):
         for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(sd.get(key), dict):
-                sd = sd[key]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__}).")
-    return {
-        k.removeprefix("module."): (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
-        for k, v in sd.items()
-    }
+            if isinstance(raw.get(key), dict):
+                sd, meta = raw[key], {k: v for k, v in raw.items() if k != key}
+                break
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__} of other things).")
+    sd = {k.removeprefix("module."): (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    return sd, meta
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a state dict file into ``model``; a checkpoint of another architecture names the mismatched keys."""
     path = Path(path).expanduser()
-    return _load_into(model, _read_state_dict(path), path)
+    return load_state_dict(model, read_checkpoint(path)[0], path)
 
 
-def _load_into(model: nn.Module, sd: dict, path: Path) -> nn.Module:
+def load_state_dict(model: nn.Module, sd: dict, path: str | os.PathLike) -> nn.Module:
+    """``model.load_state_dict(sd)``, with one error naming the file ``path`` and the keys that do not fit."""
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -160,7 +197,7 @@ def _load_into(model: nn.Module, sd: dict, path: Path) -> nn.Module:
             parts.append(f"missing {len(missing)}: " + ", ".join(missing[:4]))
         if unexpected:
             parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected[:4]))
-        raise ValueError(f"Checkpoint {path.name} does not fit {type(model).__name__} ({'; '.join(parts)}).")
+        raise ValueError(f"Checkpoint {Path(path).name} does not fit {type(model).__name__} ({'; '.join(parts)}).")
     model.load_state_dict(sd)
     return model
 
@@ -252,8 +289,7 @@ def load_backbone(
             raise ValueError(
                 f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path."
             )
-        meta = path.with_suffix(".json")
-        sd = _read_state_dict(path)
+        sd, saved = read_checkpoint(path)
         fc_w = sd.get("fc.weight")
         if (
             fc_w is not None
@@ -261,16 +297,21 @@ def load_backbone(
             and fc_w.shape[0] != model.fc.out_features
         ):
             model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
-        _load_into(model, sd, path)
-        if meta.is_file():
-            p = json.loads(meta.read_text())["preprocessing"]
-            preprocess = ImageClassification(
-                crop_size=p["size"], resize_size=p.get("resize_size", p["size"]), mean=p["mean"], std=p["std"]
+        load_state_dict(model, sd, path)
+        meta = path.with_suffix(".json")
+        if "preprocessing" in saved:  # a file written by tl.save_model carries its own
+            preprocess, how = preprocess_from(saved["preprocessing"]), "its own preprocessing"
+        elif meta.is_file():
+            preprocess, how = (
+                preprocess_from(json.loads(meta.read_text())["preprocessing"]),
+                f"preprocessing from {meta.name}",
             )
-            how = f"preprocessing from {meta.name}"
         else:
             preprocess = _imagenet_enum(name).transforms()
-            how = f"no {meta.name} beside it, so ImageNet preprocessing (224 px) is assumed"
+            how = (
+                f"WARNING: no preprocessing in it and no {meta.name} beside it, so ImageNet's (224 px) is assumed; "
+                "save models with tl.save_model to keep theirs"
+            )
         _announce(f"Weights: {name} from checkpoint {path} ({how}).", verbose)
     if num_classes is not None:
         replace_head(model, num_classes)

@@ -103,6 +103,11 @@ def cifar_dir() -> Path:
     return Path(get("TLHELPERS_CIFAR_DIR") or cache_dir() / "cifar10-jpg").expanduser()
 
 
+def sample_photos_dir() -> Path:
+    """Where notebook 07 writes its sample folder of "photos": ``<cache>/sample-photos``."""
+    return cache_dir() / "sample-photos"
+
+
 def torchvision_cifar_root() -> Path:
     """Where ``torchvision.datasets.CIFAR10`` is downloaded: ``<cache>/torchvision``."""
     return cache_dir() / "torchvision"

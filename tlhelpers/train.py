@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -14,11 +16,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import prepare_batch
+from .data import IMG_EXTENSIONS, decode_files, prepare_batch
 from .device import autocast, model_device
+from .models import head_of
 from .settings import quick_mode
 
-__all__ = ["set_seed", "fit", "best_epoch", "evaluate", "predict", "fit_head", "quick_mode"]
+__all__ = ["set_seed", "fit", "best_epoch", "evaluate", "predict", "predict_files", "fit_head", "quick_mode"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -172,6 +175,67 @@ def predict(
     if not logits:
         raise ValueError("The loader yielded no batches: nothing to predict (the dataset is empty).")
     return torch.cat(logits), torch.cat(labels)
+
+
+def _image_files(files: str | os.PathLike | list) -> list[str]:
+    """A file, a folder (its image files, sub-folders included, hidden ones skipped) or a list, as paths."""
+    if isinstance(files, (str, os.PathLike)):
+        p = Path(files).expanduser()
+        if p.is_dir():
+            found = [
+                os.path.join(root, n)
+                for root, dirs, names in os.walk(p)
+                if not any(part.startswith(".") for part in Path(root).relative_to(p).parts)
+                for n in sorted(names)
+                if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
+            ]
+            if not found:
+                raise FileNotFoundError(f"No image files in {p} (extensions {', '.join(IMG_EXTENSIONS)}).")
+            return sorted(found)
+        files = [p]
+    paths = [str(Path(f).expanduser()) for f in files]
+    for f in paths:
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"Image file not found: {f}")
+    return paths
+
+
+@torch.inference_mode()
+def predict_files(
+    model: nn.Module,
+    files: str | os.PathLike | list,
+    preprocess: Transform,
+    classes: list[str] | tuple[str, ...],
+    k: int = 3,
+    batch_size: int = 32,
+    amp: bool = True,
+) -> list[dict]:
+    """Top-``k`` classes with probabilities for image files: ``[{"file": path, "top": [(class, p), ...]}, ...]``.
+
+    ``files`` is one file, a folder or a list. Any size, format and mode Pillow reads is decoded to RGB,
+    upright (EXIF), straight to ``preprocess``'s resize size, ``batch_size`` files at a time.
+    """
+    paths = _image_files(files)
+    size = int(preprocess.resize_size[0])
+    outputs = head_of(model)[1].out_features
+    if len(classes) != outputs:
+        raise ValueError(f"{len(classes)} class names for a model with {outputs} outputs: pass the model's classes.")
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(paths), batch_size):
+            chunk = paths[i : i + batch_size]
+            with autocast(device, enabled=amp):
+                logits = model(prepare_batch(decode_files(chunk, size), device, preprocess))
+            probs = logits.float().softmax(1).cpu()
+            top = probs.topk(min(k, probs.shape[1]), dim=1)
+            for f, v, j in zip(chunk, top.values.tolist(), top.indices.tolist()):
+                out.append({"file": f, "top": [(classes[c], p) for c, p in zip(j, v)]})
+    finally:
+        model.train(was_training)
+    return out
 
 
 def evaluate(model: nn.Module, loader: DataLoader, transform: Transform | None = None, amp: bool = True) -> dict:

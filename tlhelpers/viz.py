@@ -18,6 +18,8 @@ __all__ = [
     "show_filters",
     "show_feature_maps",
     "show_neighbors",
+    "show_top_patches",
+    "plot_lr_find",
 ]
 
 
@@ -244,5 +246,22 @@ def show_top_patches(
         axes[r, 0].set_ylabel(f"ch {c}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_find(result: dict, title: str = "Learning-rate finder"):
+    """Smoothed loss against learning rate (log axis) from :func:`tlhelpers.finetune.lr_find`, suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(result["lrs"], result["losses"])
+    ax.set_xscale("log")
+    s = result["suggested"]
+    ax.axvline(s, color="tab:red", linestyle="--", label=f"suggested {s:.1e}")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss (smoothed)")
+    lo, hi = min(result["losses"]), result["losses"][0]
+    ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), max(result["losses"][: max(1, len(result["losses"]) // 2)]) * 1.3)
+    ax.legend()
+    ax.set_title(title)
     fig.tight_layout()
     return fig
