@@ -125,10 +125,10 @@ LANDING_FIGURES = {
     "00_welcome": 0,
     "01_feature_hierarchy": 0,
     "02_three_strategies": 0,
-    "03_finetuning_simulator": 0,
-    "04_cats_vs_dogs": 0,
+    "03_finetuning_simulator": 3,
+    "04_cats_vs_dogs": 4,
     "05_embeddings": 0,
-    "06_choosing_a_strategy": 0,
+    "06_choosing_a_strategy": 3,
 }
 
 
