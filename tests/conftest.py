@@ -37,6 +37,16 @@ def cat_dog(cifar_root):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_weights_state():
+    """Each test starts as a new process would: no remembered download failure, no fallback announced yet."""
+    from tlhelpers import models
+
+    models._UNAVAILABLE.clear()
+    models._FELL_BACK.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield

@@ -71,6 +71,25 @@ def test_auto_offline_announces_course_backbone(tmp_path, monkeypatch, capsys):
     assert model.fc.out_features == 8
 
 
+def test_a_failed_download_is_tried_and_announced_once_per_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("TLHELPERS_OFFLINE", raising=False)
+    calls = []
+
+    def no_network(*a, **k):
+        calls.append(a)
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    for _ in range(3):
+        tl.load_backbone("resnet18", weights="auto")
+    out = capsys.readouterr().out
+    assert len(calls) == 1
+    assert out.count("ImageNet weights not available offline") == 1 and out.count("Weights: course backbone") == 3
+    with pytest.raises(tl.WeightsUnavailable, match="cannot be downloaded"):  # explicit requests still say why
+        tl.load_backbone("resnet18", weights="imagenet")
+
+
 def test_imagenet_path_with_cached_file(tmp_path, monkeypatch, capsys):
     """The online code path, tested with a state dict placed where torchvision caches the weights."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -124,17 +124,22 @@ def imagenet_weights_path(name: str = "resnet18") -> Path:
     return settings.hub_checkpoints() / os.path.basename(_imagenet_enum(name).url)
 
 
+_UNAVAILABLE: dict[str, str] = {}  # name -> why its ImageNet weights could not be had in this process
+_FELL_BACK: set[str] = set()  # names whose "auto" load has already announced the course-backbone fallback
+
+
 def _imagenet_state_dict(name: str) -> dict:
     w = _imagenet_enum(name)
     path = imagenet_weights_path(name)
     if offline() and not path.is_file():
         raise WeightsUnavailable(_no_imagenet_msg(name, path, "offline mode ($TLHELPERS_OFFLINE is set)"))
+    if name in _UNAVAILABLE and not path.is_file():  # a failed download is not retried at every load
+        raise WeightsUnavailable(_UNAVAILABLE[name])
     try:
         return w.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # URLError, socket timeout, HTTP errors, truncated files
-        raise WeightsUnavailable(
-            _no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")
-        ) from None
+        _UNAVAILABLE[name] = _no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")
+        raise WeightsUnavailable(_UNAVAILABLE[name]) from None
 
 
 def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
@@ -255,11 +260,12 @@ def load_backbone(
         except WeightsUnavailable:
             if name != "resnet18":
                 raise
-            _announce(
+            _announce(  # once per process: later loads fall back without repeating it
                 "ImageNet weights not available offline: using the course backbone below instead "
                 "(for ImageNet weights run `python -m tlhelpers prefetch` with internet).",
-                verbose,
+                verbose and name not in _FELL_BACK,
             )
+            _FELL_BACK.add(name)
             weights = "course"
     if weights == "imagenet":
         if "sd" not in locals():
