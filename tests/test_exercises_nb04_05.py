@@ -11,19 +11,20 @@ from tlhelpers.exercises import nb04, nb05
 # ---------------------------------------------------------------- notebook 04
 
 
-def test_check_filter_right_and_wrong(capsys):
-    targets = np.random.default_rng(0).integers(0, 10, size=3000)
-    right = np.flatnonzero(np.isin(targets, [3, 5]))
-    assert nb04.check_filter(right, targets)
+def test_check_balanced_first_right_and_wrong(capsys):
+    targets = np.random.default_rng(0).integers(0, 10, size=20000)
+    right = np.sort(np.concatenate([np.flatnonzero(targets == c)[:500] for c in (3, 5)]))
+    assert nb04.check_balanced_first(right, targets)
     assert "Correct" in capsys.readouterr().out
-    assert not nb04.check_filter(None, targets)
-    assert not nb04.check_filter(right[:-1], targets)  # one missing
-    assert not nb04.check_filter(np.flatnonzero(targets == 3), targets)  # cats only
-    wrong = right.copy()
-    wrong[0] = np.flatnonzero(targets == 0)[0]  # one of another class
-    assert not nb04.check_filter(wrong, targets)
-    assert not nb04.check_filter(right[::-1], targets)  # order lost
-    assert "Not yet" in capsys.readouterr().out
+    assert not nb04.check_balanced_first(None, targets)
+    assert not nb04.check_balanced_first(right[:-1], targets)  # one missing
+    first_1000 = np.flatnonzero(np.isin(targets, [3, 5]))[:1000]  # the source's unbalanced first 1,000
+    assert not nb04.check_balanced_first(first_1000, targets) or np.bincount(targets[first_1000])[3] == 500
+    later = np.sort(np.concatenate([np.flatnonzero(targets == c)[-500:] for c in (3, 5)]))
+    assert not nb04.check_balanced_first(later, targets)
+    assert "not the *first* images" in capsys.readouterr().out
+    assert not nb04.check_balanced_first(right[::-1], targets)  # order lost
+    assert "increasing order" in capsys.readouterr().out
 
 
 def test_check_remap_right_wrong_and_slow(capsys):

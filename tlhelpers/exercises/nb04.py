@@ -10,28 +10,31 @@ import torch
 
 from . import report
 
-__all__ = ["check_filter", "check_remap", "check_recall"]
+__all__ = ["check_balanced_first", "check_remap", "check_recall"]
 
 
-def check_filter(indices, targets: Sequence[int], wanted: Sequence[int] = (3, 5)) -> bool:
-    """Exercise 1: ``indices`` are exactly the positions of ``targets`` whose label is in ``wanted``, in order."""
+def check_balanced_first(indices, targets: Sequence[int], per_class: int = 500, wanted: Sequence[int] = (3, 5)) -> bool:
+    """Exercise 1: the first ``per_class`` images of each class in ``wanted`` (file order), in increasing order."""
     if indices is None:
         return report(
             False,
             "",
-            "set `indices` to the positions of the cat and dog labels "
-            "(hint: np.isin on the labels array, then np.flatnonzero).",
+            "set `indices`: for each class, np.flatnonzero(labels == c)[:500]; then join the two and sort.",
         )
     targets = np.asarray(targets)
-    expected = np.flatnonzero(np.isin(targets, list(wanted)))
+    firsts = [np.flatnonzero(targets == c)[:per_class] for c in wanted]
+    expected = np.sort(np.concatenate(firsts))
     got = np.asarray(indices).ravel()
     if len(got) != len(expected):
-        return report(False, "", f"expected {len(expected):,} indices (every cat and dog image), got {len(got):,}.")
+        return report(False, "", f"expected {len(expected):,} indices ({per_class} per class), got {len(got):,}.")
+    counts = [int(np.isin(got, f).sum()) for f in firsts]
     if not np.array_equal(np.sort(got), expected):
-        return report(False, "", "some indices point at images of other classes, or some cats/dogs are missing.")
+        if sorted(np.bincount(targets[got])[list(wanted)].tolist()) == [per_class] * len(wanted):
+            return report(False, "", "balanced, but not the *first* images of each class in file order.")
+        return report(False, "", f"of the first {per_class} of each class you have {counts}: some are missing.")
     if not np.array_equal(got, expected):
-        return report(False, "", "the right indices, but not in increasing order: np.flatnonzero keeps the file order.")
-    return report(True, f"{len(got):,} cat and dog images found from the labels alone, without decoding one image.", "")
+        return report(False, "", "the right images, but not in increasing order: sort the joined indices.")
+    return report(True, f"{per_class} of each class, chosen from the labels alone, in file order.", "")
 
 
 def check_remap(fn: Callable | None) -> bool:
