@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,19 @@ def test_perf_runs_tabulates_every_kept_run():
     assert all(r["anchor_s"] / r["course_s"] == pytest.approx(r["speedup"], rel=1e-6) for r in rows)
     md = perf_runs.markdown(rows)
     assert md.count("\n| 20") == len(rows) and "perf.md (latest)" in md
+
+
+def test_load_photos_benchmark_runs_and_both_methods_agree(tmp_path):
+    """benchmarks/load_photos.py at a tiny size: every method loads every photo, and the images agree."""
+    env = {**os.environ, "TLHELPERS_HOME": str(tmp_path)}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "load_photos.py"), "--n", "6", "--photo-size", "640x480"]
+    out = subprocess.run(cmd + ["--size", "64", "--no-write"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ") and "method" not in ln]
+    assert len(rows) == 4
+    diff = float(out.stdout.split("mean absolute pixel difference ")[1].split()[0])
+    assert diff < 12  # draft-mode decoding + one resize gives the same pictures as a full decode + Resize
+    assert len(list((tmp_path / "bench-photos-640x480-6").rglob("*.jpg"))) == 6
+    for r in rows:
+        seconds, per_second = (float(c) for c in r.split("|")[2:4])
+        assert seconds >= 0 and per_second > 0

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from .data import prepare_batch
 from .device import autocast, model_device
 from .freeze import make_optimizer, set_trainable
-from .train import best_epoch, fit
+from .train import best_epoch, fit, is_better
 
 __all__ = ["lr_find", "fine_tune"]
 
@@ -103,10 +103,13 @@ def fine_tune(
     Phase 1 trains the head alone (backbone frozen, BatchNorm statistics kept) at ``lr`` for ``head_epochs``.
     Phase 2 unfreezes ``unfreeze`` (stages in network order) with discriminative rates: the head at
     ``lr / 2``, the last unfrozen stage ``lr_mult`` times lower, each earlier stage ``lr_mult`` times lower
-    again, for ``epochs``. The model ends with the weights of the best validation epoch of either phase.
+    again, for ``epochs``. The model ends with the weights of the best validation epoch of either phase
+    (highest accuracy; a tie goes to the lower validation loss).
     Returns both phases' history (``"phase": 1 or 2``, epochs numbered on); the chosen epoch has ``"best"``.
     """
     common = dict(transform=transform, augment=augment, keep_best=True, monitor="val_acc", progress=progress)
+    if progress:
+        print(f"Phase 1: the head alone, backbone frozen, up to lr {lr:.1e}")
     set_trainable(model, ("fc",))
     opt = make_optimizer(model, "adam", lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, head_epochs * len(train_loader)))
@@ -116,6 +119,8 @@ def fine_tune(
     stage_lrs = {"fc": lr / 2}
     for i, stage in enumerate(reversed(list(unfreeze))):
         stage_lrs[stage] = lr / 2 / lr_mult ** (i + 1)
+    if progress:
+        print("Phase 2: " + ", ".join(f"{s} up to lr {v:.1e}" for s, v in stage_lrs.items()))
     set_trainable(model, list(unfreeze) + ["fc"])
     opt = make_optimizer(model, "adam", lr=lr / 2, stage_lrs=stage_lrs)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -126,12 +131,14 @@ def fine_tune(
         h["phase"] = 1
     for h in second:
         h["phase"], h["epoch"] = 2, h["epoch"] + len(first)
-    if second and best_epoch(second)["val_acc"] > best_first["val_acc"]:
+    if second and is_better(best_epoch(second), best_first, "val_acc"):
         best_first.pop("best", None)
+        if progress:
+            print(f"Kept epoch {best_epoch(second)['epoch']} (phase 2) of the {len(first) + len(second)}.")
     else:  # phase 2 never beat the head alone: keep phase 1's weights
         for h in second:
             h.pop("best", None)
         model.load_state_dict(state_first)
         if second and progress:
-            print(f"Phase 2 did not beat phase 1's validation accuracy: kept epoch {best_first['epoch']}.")
+            print(f"Phase 2 did not beat phase 1 on validation: kept epoch {best_first['epoch']} (phase 1).")
     return first + second

@@ -21,7 +21,17 @@ from .device import autocast, model_device
 from .models import head_of
 from .settings import quick_mode
 
-__all__ = ["set_seed", "fit", "best_epoch", "evaluate", "predict", "predict_files", "fit_head", "quick_mode"]
+__all__ = [
+    "set_seed",
+    "fit",
+    "best_epoch",
+    "is_better",
+    "evaluate",
+    "predict",
+    "predict_files",
+    "fit_head",
+    "quick_mode",
+]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -33,10 +43,13 @@ def set_seed(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def _better(rec: dict, best: dict | None, monitor: str) -> bool:
+def is_better(rec: dict, best: dict | None, monitor: str) -> bool:
+    """Strictly better on ``monitor``; for accuracy (coarse on a small set), a tie goes to the lower loss."""
     if best is None:
         return True
-    return rec[monitor] < best[monitor] if monitor.endswith("loss") else rec[monitor] > best[monitor]
+    if monitor.endswith("loss"):
+        return rec[monitor] < best[monitor]
+    return rec[monitor] > best[monitor] or (rec[monitor] == best[monitor] and rec["val_loss"] < best["val_loss"])
 
 
 def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monitor: str) -> None:
@@ -129,7 +142,7 @@ def fit(
             )
             bar.close()
         if keep_best or patience is not None:
-            if _better(rec, best, monitor):
+            if is_better(rec, best, monitor):
                 best, waited = rec, 0
                 if keep_best:
                     best_state = copy.deepcopy(model.state_dict())
@@ -144,7 +157,9 @@ def fit(
         if keep_best and best_state is not None and best is not history[-1]:
             model.load_state_dict(best_state)
             if progress:
-                print(f"Kept the weights of epoch {best['epoch']} (best {monitor} {best[monitor]:.4f}).")
+                print(
+                    f"Kept the weights of epoch {best['epoch']} of {len(history)} (best {monitor} {best[monitor]:.4f})."
+                )
     return history
 
 
@@ -323,7 +338,7 @@ def fit_head(
             **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
         )
         if keep_best or patience is not None:
-            if _better(rec, best, monitor):
+            if is_better(rec, best, monitor):
                 best, waited = rec, 0
                 best_state = copy.deepcopy(head.state_dict()) if keep_best else None
             else:

@@ -1,4 +1,4 @@
-"""Self-check functions for the notebooks' exercises, one module per notebook (``nb01`` .. ``nb06``).
+"""Self-check functions for the notebooks' exercises, one module per notebook (``nb00`` .. ``nb07``).
 
 Each ``check_*`` function prints whether the learner's answer is right (and a hint if not) and
 returns True/False, so notebooks and tests can use it alike.

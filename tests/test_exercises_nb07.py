@@ -1,0 +1,43 @@
+"""Notebook 07's self-checks accept the solutions and reject the usual mistakes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tlhelpers.exercises.nb07 import check_lr_choice, check_margin, check_unsure
+
+LRS = list(np.geomspace(1e-6, 1, 61))
+# flat, then falling from 1e-4 to its minimum at 1e-2, then blowing up
+LOSSES = [
+    0.7 if lr < 1e-4 else 0.7 - 0.4 * (math.log10(lr) + 4) / 2 if lr <= 1e-2 else 0.3 + 5 * (lr - 1e-2) for lr in LRS
+]
+FINDER = {"lrs": LRS, "losses": LOSSES, "suggested": 1e-3}
+
+
+def test_lr_choice(capsys):
+    assert check_lr_choice(FINDER["suggested"], FINDER)
+    assert check_lr_choice(3e-3, FINDER)
+    assert not check_lr_choice(None, FINDER)
+    assert not check_lr_choice(0.1, FINDER) and "past the minimum" in capsys.readouterr().out
+    assert not check_lr_choice(1e-5, FINDER) and "hardly started to fall" in capsys.readouterr().out
+    assert not check_lr_choice(10.0, FINDER) and "inside the range" in capsys.readouterr().out
+
+
+def test_unsure(capsys):
+    def solution(predictions, threshold):
+        return [p["top"][0][0] if p["top"][0][1] >= threshold else "unsure" for p in predictions]
+
+    assert check_unsure(solution)
+    assert not check_unsure(lambda p, t: [x["top"][0][0] if x["top"][0][1] > t else "unsure" for x in p])
+    assert "use >=" in capsys.readouterr().out
+    assert not check_unsure(lambda p, t: None) and "returns None" in capsys.readouterr().out
+    assert not check_unsure(lambda p, t: 1 / 0) and "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_margin(capsys):
+    assert check_margin(1.96 * math.sqrt(0.9 * 0.1 / 120), 0.9, 120)
+    assert not check_margin(math.sqrt(0.9 * 0.1 / 120), 0.9, 120) and "one standard error" in capsys.readouterr().out
+    assert not check_margin(None, 0.9, 120)
+    assert not check_margin(0.2, 0.9, 120)
