@@ -60,3 +60,19 @@ def test_paths_follow_the_cache(monkeypatch, tmp_path):
     f.write_bytes(b"abc")
     assert settings.sha256_file(f).startswith("ba7816bf")
     assert settings.verify_sha256(f, "BA7816BF") and not settings.verify_sha256(f, "00")
+
+
+def test_hub_file_checksum_from_its_name(tmp_path):
+    import hashlib
+
+    from tlhelpers import settings
+
+    data = b"weights"
+    digest = hashlib.sha256(data).hexdigest()
+    good, bad, plain = tmp_path / f"net-{digest[:8]}.pth", tmp_path / "net-0123abcd.pth", tmp_path / "mine.pth"
+    for f in (good, bad, plain):
+        f.write_bytes(data)
+    assert settings.hub_hash_prefix(good.name) == digest[:8] and settings.hub_hash_prefix("mine.pth") is None
+    assert settings.hub_file_ok(good) and not settings.hub_file_ok(bad) and settings.hub_file_ok(plain)
+    assert not settings.hub_file_ok(tmp_path / f"missing-{digest[:8]}.pth")
+    assert settings.sha256_file(good) == digest and settings.verify_sha256(good, digest[:12].upper())

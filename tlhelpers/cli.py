@@ -20,12 +20,10 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import sys
@@ -58,14 +56,6 @@ def _fail(msg: str, code: int = EXIT_MISSING) -> int:
     return code
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _progress(iterable, total: int, desc: str):
     from tqdm import tqdm
 
@@ -73,12 +63,6 @@ def _progress(iterable, total: int, desc: str):
 
 
 # ---------------------------------------------------------------- where things live
-
-
-def _hub_checkpoints() -> Path:
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def _course_archive() -> Path | None:
@@ -91,12 +75,6 @@ def _archive_remedy() -> str:
     return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + (
         "" if found else " (the course's JPEG copy)"
     )
-
-
-def _weights_file_ok(path: Path) -> bool:
-    """True if ``path`` exists and its sha256 starts with the prefix torchvision puts in the file name."""
-    m = re.search(r"-([a-f0-9]{8,})\.", path.name)
-    return path.is_file() and (m is None or _sha256(path).startswith(m.group(1)))
 
 
 def _cifar_folder_counts(root: Path) -> dict[str, int]:
@@ -180,7 +158,7 @@ def status() -> list[Item]:
         )
 
     w = imagenet_weights_path("resnet18")
-    w_ok = _weights_file_ok(w)
+    w_ok = settings.hub_file_ok(w)
     detail = (
         f"{w} (sha256 verified)" if w_ok else (f"{w} is damaged (checksum mismatch)" if w.is_file() else f"not at {w}")
     )
@@ -262,7 +240,7 @@ def cmd_doctor(args) -> int:
         print(f"  [problem] {e}")
     print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
     env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
-    print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {_hub_checkpoints()}")
+    print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {settings.hub_checkpoints()}")
     if env:
         print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
     free = shutil.disk_usage(next(p for p in [cache_dir(), *cache_dir().parents] if p.exists())).free
@@ -298,7 +276,7 @@ def _prefetch_weights() -> str | None:
     from .models import imagenet_weights_path, offline
 
     path = imagenet_weights_path("resnet18")
-    if _weights_file_ok(path):
+    if settings.hub_file_ok(path):
         print(f"ImageNet ResNet18 weights: present, sha256 verified ({path})")
         return None
     if path.is_file():
@@ -308,7 +286,7 @@ def _prefetch_weights() -> str | None:
     why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
     if why is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        prefix = re.search(r"-([a-f0-9]{8,})\.", path.name).group(1)
+        prefix = settings.hub_hash_prefix(path.name)
         print(f"Downloading the ImageNet ResNet18 weights from {url} to {path}")
         try:
             torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=True)
@@ -393,7 +371,7 @@ def _bundle_sources() -> dict[str, Path]:
     return {
         "cifar10-jpg": cifar_dir(),
         "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
-        "checkpoints": _hub_checkpoints(),
+        "checkpoints": settings.hub_checkpoints(),
     }
 
 
@@ -409,8 +387,8 @@ def _files_to_export() -> dict[str, Path]:
             continue
         found = sorted(f for f in root.rglob("*") if f.is_file())
         if section == "checkpoints":
-            named = [f for f in found if f.parent == root and re.search(r"-([a-f0-9]{8,})\.", f.name)]
-            found = [f for f in named if _weights_file_ok(f)]
+            named = [f for f in found if f.parent == root and settings.hub_hash_prefix(f.name)]
+            found = [f for f in named if settings.hub_file_ok(f)]
             for f in sorted(set(named) - set(found)):
                 print(f"warning: leaving out {f}: its content does not match the checksum in its name", file=sys.stderr)
         files.update({f"{section}/{f.relative_to(root).as_posix()}": f for f in found})
@@ -421,7 +399,7 @@ def bundle_export(path: Path) -> int:
     files = _files_to_export()
     if not files:
         return _fail("nothing to export: the cache is empty (run `python -m tlhelpers prefetch` first)")
-    manifest = {rel: _sha256(f) for rel, f in _progress(files.items(), len(files), "checksums")}
+    manifest = {rel: settings.sha256_file(f) for rel, f in _progress(files.items(), len(files), "checksums")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     # gzip mostly removes tar's per-file padding (60,000 small JPEGs: about 90 MB as .tar, 20 MB as .tar.gz)
@@ -469,7 +447,7 @@ def bundle_import(path: Path) -> int:
             bad = [
                 rel
                 for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
-                if not (tmp / rel).is_file() or _sha256(tmp / rel) != digest
+                if not (tmp / rel).is_file() or settings.sha256_file(tmp / rel) != digest
             ]
             if bad:
                 return _fail(

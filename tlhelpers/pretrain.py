@@ -13,7 +13,6 @@ Cats and dogs never enter pretraining (asserted below), so "cat vs dog" is genui
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -25,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from . import settings
 from .data import CIFAR10_CLASSES, ImageTensors, load_cifar_split
 from .device import autocast
 
@@ -171,7 +171,7 @@ def pretrain(
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save(sd, out / "course_resnet18.pt")
-    digest = hashlib.sha256((out / "course_resnet18.pt").read_bytes()).hexdigest()
+    digest = settings.sha256_file(out / "course_resnet18.pt")
     # the test accuracy of the fp16 weights as shipped
     shipped = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES)).to(memory_format=torch.channels_last)
     shipped.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})

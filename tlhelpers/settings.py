@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 __all__ = [
@@ -141,3 +142,16 @@ def sha256_file(path: str | os.PathLike) -> str:
 def verify_sha256(path: str | os.PathLike, expected: str) -> bool:
     """True if the file's sha256 starts with ``expected`` (a full digest or a prefix such as torchvision's)."""
     return Path(path).is_file() and sha256_file(path).startswith(expected.lower())
+
+
+def hub_hash_prefix(name: str) -> str | None:
+    """The sha256 prefix in a torch hub file name (torchvision's ``resnet18-f37072fd.pth``), else None."""
+    m = re.search(r"-([a-f0-9]{8,})\.", name)
+    return m.group(1) if m else None
+
+
+def hub_file_ok(path: str | os.PathLike) -> bool:
+    """True if a torch hub checkpoint exists and its sha256 starts with the prefix in its name (if it has one)."""
+    path = Path(path)
+    prefix = hub_hash_prefix(path.name)
+    return path.is_file() and (prefix is None or verify_sha256(path, prefix))

@@ -156,15 +156,10 @@ WEIGHTS_LABEL = {"course": "the course backbone (64 px)", "imagenet": "ImageNet 
 
 def genuine_imagenet_file() -> bool:
     """True if the cached ResNet18 ImageNet file is torchvision's own (its sha256 starts with the name's hash)."""
-    import hashlib
-
     from tlhelpers.models import imagenet_weights_path
+    from tlhelpers.settings import hub_file_ok
 
-    path = imagenet_weights_path("resnet18")
-    if not path.is_file():
-        return False
-    prefix = path.stem.rsplit("-", 1)[-1]
-    return hashlib.sha256(path.read_bytes()).hexdigest().startswith(prefix)
+    return hub_file_ok(imagenet_weights_path("resnet18"))
 
 
 def budget_line(entries: dict) -> str:
