@@ -1,5 +1,6 @@
 """Training loops, feature caching, embeddings, and the course backbone's transfer (direction test)."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -178,3 +179,24 @@ def test_reuse_freed_memory_is_opt_in_and_can_be_switched_off(tmp_path):
     applied = "True" if glibc.startswith("glibc") else "False"
     assert on.stdout.split() == ["None", applied, applied]  # embed leaves the allocator alone; the call applies it
     assert off.stdout.split() == ["None", "False", "False"]
+
+
+def test_uint8_and_float_input_give_the_same_result_everywhere(cat_dog, course):
+    """One input preparation (tl.prepare_batch): uint8 is scaled to [0, 1] once, float is taken as [0, 1]."""
+    from tlhelpers.simulator import train_step
+
+    model, _ = course
+    u8 = cat_dog[0].images[:8]
+    f32 = u8.float() / 255
+    p_u8, p_f32 = tl.prepare_batch(u8), tl.prepare_batch(f32)
+    assert p_u8.dtype == torch.float32 and torch.allclose(p_u8, p_f32) and p_f32.max() <= 1
+    assert p_u8.is_contiguous(memory_format=torch.channels_last)
+    e_u8, _ = tl.embed(model, u8, amp=False, fold_bn=False)
+    e_f32, _ = tl.embed(model, f32, amp=False, fold_bn=False)
+    assert torch.allclose(e_u8, e_f32, atol=1e-5)
+    s_u8 = tl.stage_features(model, u8, amp=False)["layer2"]
+    assert torch.allclose(s_u8, tl.stage_features(model, f32, amp=False)["layer2"], atol=1e-5)
+    labels = cat_dog[0].labels[:8]
+    a = train_step(copy.deepcopy(model), u8, labels, ["fc"], lr=0.0)
+    b = train_step(copy.deepcopy(model), f32, labels, ["fc"], lr=0.0)
+    assert a.loss == pytest.approx(b.loss, rel=1e-5)  # the simulator no longer divides float input by 255 again

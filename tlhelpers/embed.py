@@ -214,9 +214,7 @@ def embed(
 
             batches = tqdm(batches, desc="Embedding")
         for x, y in batches:
-            x = x.to(device, non_blocking=True)
-            x = transform(x) if transform is not None else (x.float() / 255 if x.dtype == torch.uint8 else x)
-            x = x.contiguous(memory_format=torch.channels_last)  # rebinding frees the other layout before the forward
+            x = prepare_batch(x, device, transform)  # rebinding frees the uint8 batch before the forward
             with autocast(device, enabled=amp):
                 runner(x)
             if y is not None:

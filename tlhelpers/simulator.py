@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import prepare_batch
 from .device import autocast
 from .freeze import _params, count_params, set_trainable, stage_modules, stage_names
 
@@ -118,8 +119,7 @@ def train_step(
         p.grad = None
     t0 = time.perf_counter()
     try:
-        x = images.to(device)
-        x = transform(x) if transform is not None else x.float() / 255
+        x = prepare_batch(images, device, transform)  # uint8 scaled once; float taken as already in [0, 1]
         with autocast(device, enabled=amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), labels.to(device))
