@@ -104,9 +104,8 @@ def reuse_freed_memory(trim_mb: int = 128) -> bool:
     A forward pass on the CPU allocates and frees the same large activation buffers for every batch. By
     default glibc returns blocks that large to the operating system and takes them back page by page at
     the next batch: about a million page faults to embed 1,200 images at 224 px. With this setting (heap
-    blocks up to 32 MB, up to ``trim_mb`` MB kept free at the top of the heap) ``embed`` ran about 14%
-    faster there at the same peak memory. Elsewhere the memory cost is not established: notebook 01 at
-    224 px peaked at 1.74 GB with it and at 1.32 GB and 2.03 GB in two runs without it. So nothing in
+    blocks up to 32 MB, up to ``trim_mb`` MB kept free at the top of the heap) ``embed`` ran faster there at
+    the same peak memory; elsewhere its memory cost is not established (docs/performance.md). So nothing in
     tlhelpers changes the allocator behind your back; the performance benchmark's course workflow calls
     this. Linux (glibc) only; TLHELPERS_MALLOC_TUNE=0 makes it a no-op. Returns whether it is in effect.
     """

@@ -157,8 +157,8 @@ def fast_preprocess(transform: Callable) -> Callable:
 
 def default_batch_size(transform: Callable | None, data: object = None) -> int:
     """Images per forward batch: 256 for small inputs (up to 96 px, e.g. the course backbone's 64 px), 16 for
-    larger ones such as ImageNet's 224 px, where a batch of 256 would hold gigabytes of activations (and
-    even 32 adds ~0.8 GB of transient convolution buffers on a CPU; 16 was also the fastest in the perf benchmark).
+    larger ones such as ImageNet's 224 px, where a batch of 256 would hold gigabytes of activations
+    (the measurements behind 16 are in docs/performance.md).
 
     The input size is the transform's ``crop_size``, or, without a transform, the width of ``data``
     when it is an already preprocessed tensor.
@@ -186,9 +186,8 @@ def embed(
     (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
     cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
     With ``fold_bn`` (the default) it runs a view of the model with each BatchNorm folded into the
-    convolution before it (:func:`fold_batchnorm`; eval mode makes that exact up to rounding): 7-15%
-    faster per image on a CPU in the course's measurements, for one extra copy of the conv weights
-    (22 MB for ResNet18 in bf16).
+    convolution before it (:func:`fold_batchnorm`; eval mode makes that exact up to rounding): one memory
+    pass less per layer, for one extra copy of the conv weights (measured in docs/performance.md).
     ``batch_size`` defaults to :func:`default_batch_size`.
     """
     batch_size = batch_size or default_batch_size(transform, data)
