@@ -161,13 +161,13 @@ def prepare_batches(jpeg_root: Path, cache: Path) -> Path:
 
 def prepare_standin() -> Path:
     """``$TORCH_HOME`` holding the course backbone as a 1000-class resnet18 state dict (fp32, fc zero-padded)."""
-    from tlhelpers.models import _course_state_dict, course_backbone_info
+    from tlhelpers.models import course_backbone_info, course_state_dict
 
     info = course_backbone_info()
     home = bench_cache() / "torch" / info["sha256"][:12]
     path = home / "hub" / "checkpoints" / STANDIN_NAME
     if not path.is_file():
-        sd = _course_state_dict()  # verifies the sha256, converts to fp32
+        sd = course_state_dict()  # verifies the sha256, converts to fp32
         w, b = sd["fc.weight"], sd["fc.bias"]
         sd["fc.weight"] = torch.cat([w, w.new_zeros(1000 - len(w), w.shape[1])])
         sd["fc.bias"] = torch.cat([b, b.new_zeros(1000 - len(b))])

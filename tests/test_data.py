@@ -215,10 +215,10 @@ def test_no_bf16_autocast_on_gpus_that_only_emulate_it(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # a T4
-    assert not dev._native_bf16(torch.device("cuda"))
+    assert not dev.native_bf16(torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
-    assert dev._native_bf16(torch.device("cuda:0"))
-    assert not dev._native_bf16(torch.device("mps"))
+    assert dev.native_bf16(torch.device("cuda:0"))
+    assert not dev.native_bf16(torch.device("mps"))
 
 
 def test_loader_kwargs_no_workers_in_jupyter_when_default_is_not_fork(monkeypatch):

@@ -138,11 +138,11 @@ def _cifar_remedies() -> tuple[str, ...]:
 def status() -> list[Item]:
     """Everything the notebooks use, checked on disk (no network)."""
     from .data import cifar_dir
-    from .models import _course_state_dict, course_backbone_info, imagenet_weights_path
+    from .models import course_backbone_info, course_state_dict, imagenet_weights_path
 
     items = []
     try:
-        _course_state_dict()
+        course_state_dict()
         info = course_backbone_info()
         note = " (PROVISIONAL development weights)" if info.get("name") == "PROVISIONAL" else ""
         items.append(

@@ -10,7 +10,15 @@ import torch
 
 from . import settings
 
-__all__ = ["get_device", "loader_kwargs", "model_device", "fast_cpu_autocast", "autocast", "reuse_freed_memory"]
+__all__ = [
+    "get_device",
+    "loader_kwargs",
+    "model_device",
+    "native_bf16",
+    "fast_cpu_autocast",
+    "autocast",
+    "reuse_freed_memory",
+]
 
 
 def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
@@ -82,7 +90,7 @@ def fast_cpu_autocast() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def _native_bf16(device: torch.device) -> bool:
+def native_bf16(device: torch.device) -> bool:
     """True where bfloat16 runs natively: CUDA GPUs from Ampere on (not emulated, as on a T4 or V100), fast CPUs."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -92,7 +100,7 @@ def _native_bf16(device: torch.device) -> bool:
 def autocast(device: torch.device | str, enabled: bool = True):
     """bfloat16 autocast on CUDA GPUs or CPUs with native bf16; a no-op context elsewhere."""
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and _native_bf16(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
 
 
 _MALLOC_TUNED: bool | None = None

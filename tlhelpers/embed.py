@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageTensors, decode_files, make_loader, prepare_batch
-from .device import _native_bf16, autocast, model_device
+from .device import autocast, model_device, native_bf16
 from .models import head_of
 
 __all__ = [
@@ -198,7 +198,7 @@ def embed(
     model.eval()  # before tracing: a forward that branches on self.training is folded in its eval branch
     hook = None
     try:
-        bf16 = amp and _native_bf16(device)  # autocast would cast the folded weights to bf16 anyway: store them so
+        bf16 = amp and native_bf16(device)  # autocast would cast the folded weights to bf16 anyway: store them so
         runner = fold_batchnorm(model, torch.bfloat16 if bf16 else None) if fold_bn else model
         _, head = head_of(runner)
         hook = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().flatten(1).cpu()))

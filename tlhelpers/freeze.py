@@ -20,6 +20,7 @@ import torch.nn as nn
 __all__ = [
     "stage_names",
     "stage_modules",
+    "stage_params",
     "freeze",
     "unfreeze",
     "unfreeze_last",
@@ -64,7 +65,7 @@ def stage_modules(model: nn.Module, stage: str) -> list[nn.Module]:
         raise ValueError(f"Unknown stage {stage!r}. Stages of this model: {', '.join(stage_names(model))}.") from None
 
 
-def _params(model: nn.Module, stages: Iterable[str] | str) -> list[nn.Parameter]:
+def stage_params(model: nn.Module, stages: Iterable[str] | str) -> list[nn.Parameter]:
     if isinstance(stages, str):
         stages = [stages]
     return [p for s in stages for m in stage_modules(model, s) for p in m.parameters()]
@@ -87,14 +88,14 @@ def keep_frozen_bn_in_eval(model: nn.Module) -> nn.Module:
 
 def freeze(model: nn.Module, stages: Iterable[str] | str | None = None, bn_eval: bool = True) -> nn.Module:
     """Set ``requires_grad=False`` on ``stages`` (default: the whole model); frozen BatchNorm stays in eval."""
-    for p in model.parameters() if stages is None else _params(model, stages):
+    for p in model.parameters() if stages is None else stage_params(model, stages):
         p.requires_grad_(False)
     return keep_frozen_bn_in_eval(model) if bn_eval else model
 
 
 def unfreeze(model: nn.Module, stages: Iterable[str] | str) -> nn.Module:
     """Set ``requires_grad=True`` on ``stages`` (e.g. ``["layer4", "fc"]``)."""
-    for p in _params(model, stages):
+    for p in stage_params(model, stages):
         p.requires_grad_(True)
     return model
 
@@ -116,7 +117,7 @@ def set_trainable(model: nn.Module, stages: Iterable[str]) -> nn.Module:
 
 def trainable_stages(model: nn.Module) -> list[str]:
     """The stages with at least one trainable parameter."""
-    return [s for s in stage_names(model) if any(p.requires_grad for p in _params(model, s))]
+    return [s for s in stage_names(model) if any(p.requires_grad for p in stage_params(model, s))]
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -139,7 +140,7 @@ def stage_table(model: nn.Module, show: bool = True) -> str | None:
     """Per-stage table of trainable/total parameters and status: printed (``show=True``) or returned."""
     rows = []
     for s in stage_names(model):
-        ps = _params(model, s)
+        ps = stage_params(model, s)
         n, t = sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad)
         status = "frozen" if t == 0 else "trainable" if t == n else "partial"
         rows.append((s, t, n, status))
@@ -162,7 +163,7 @@ def param_groups(model: nn.Module, lrs: dict[str, float], default_lr: float | No
     """
     groups, seen = [], set()
     for stage, lr in lrs.items():
-        ps = [p for p in _params(model, stage) if p.requires_grad and id(p) not in seen]
+        ps = [p for p in stage_params(model, stage) if p.requires_grad and id(p) not in seen]
         if not ps:
             raise ValueError(f"Stage {stage!r} has no trainable parameters: unfreeze it first or leave it out.")
         seen.update(id(p) for p in ps)
@@ -171,7 +172,7 @@ def param_groups(model: nn.Module, lrs: dict[str, float], default_lr: float | No
     if rest:
         if default_lr is None:
             left = {id(p) for p in rest}
-            names = [s for s in stage_names(model) if any(id(p) in left for p in _params(model, s))]
+            names = [s for s in stage_names(model) if any(id(p) in left for p in stage_params(model, s))]
             raise ValueError(
                 f"Trainable stages without a learning rate: {', '.join(names)}; add them or pass default_lr."
             )

@@ -34,6 +34,7 @@ __all__ = [
     "load_backbone",
     "replace_head",
     "course_backbone_info",
+    "course_state_dict",
     "imagenet_weights_path",
     "load_checkpoint",
     "read_checkpoint",
@@ -62,7 +63,7 @@ def course_backbone_info() -> dict:
         return json.load(f)
 
 
-def _course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
+def course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
     """The sha256-verified course backbone state dict; floating tensors in ``dtype`` (``None``: as stored)."""
     info = course_backbone_info()
     ref = resources.files("tlhelpers").joinpath("weights", COURSE_FILE)
@@ -278,7 +279,7 @@ def load_backbone(
             raise ValueError(f"The course backbone is a resnet18, not {name}.")
         info = course_backbone_info()
         model.fc = nn.Linear(model.fc.in_features, len(info["source_classes"]))
-        model.load_state_dict(_course_state_dict(dtype=None))  # fp16 copied into the fp32 parameters: no fp32 temporary
+        model.load_state_dict(course_state_dict(dtype=None))  # fp16 copied into the fp32 parameters: no fp32 temporary
         preprocess = _course_preprocess()
         _announce(
             f"Weights: course backbone, ResNet18 pretrained offline on {info['source_images']:,} CIFAR-10 images of "

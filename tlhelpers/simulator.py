@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .data import prepare_batch
 from .device import autocast
-from .freeze import _params, count_params, set_trainable, stage_modules, stage_names
+from .freeze import count_params, set_trainable, stage_modules, stage_names, stage_params
 
 __all__ = ["StepReport", "train_step"]
 
@@ -99,7 +99,7 @@ def train_step(
         trainable = [s for s, on in trainable.items() if on]
     set_trainable(model, trainable)
     device = next(model.parameters()).device
-    params = {s: _params(model, s) for s in stages}
+    params = {s: stage_params(model, s) for s in stages}
     names = {id(p): n for n, p in model.named_parameters()}
     before = {s: [p.detach().clone() for p in ps] for s, ps in params.items()}
     signal = {s: 0.0 for s in stages}

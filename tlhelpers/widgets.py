@@ -19,7 +19,7 @@ import torch.nn as nn
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import NullFormatter
 
-from .freeze import _params, count_params, stage_names, trainable_stages
+from .freeze import count_params, stage_names, stage_params, trainable_stages
 from .simulator import StepReport, train_step
 from .strategy import draw_flowchart, recommend_strategy
 
@@ -181,7 +181,7 @@ class FineTuningSimulator:
 
     def _update_status(self, running: bool = False) -> None:
         total = count_params(self.model)[1]
-        chosen = sum(p.numel() for s in self.selected() for p in _params(self.model, s))
+        chosen = sum(p.numel() for s in self.selected() for p in stage_params(self.model, s))
         text = f"Trainable: <b class='tl-trainable'>{chosen:,}</b> / {total:,} ({chosen / total:.2%})"
         if running:
             text += " &nbsp;|&nbsp; running one step..."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..freeze import _params, stage_names
+from ..freeze import stage_names, stage_params
 from . import report
 
 __all__ = ["check_layer3_and_head", "check_stem_only", "check_cheaper_step"]
@@ -28,11 +28,11 @@ def check_layer3_and_head(model: nn.Module) -> bool:
     """Exercise 1: exactly ``layer3`` and the head are trainable (every parameter), everything else frozen."""
     status = {}
     for s in stage_names(model):
-        flags = [p.requires_grad for p in _params(model, s)]
+        flags = [p.requires_grad for p in stage_params(model, s)]
         status[s] = "trainable" if all(flags) else "frozen" if not any(flags) else "partly trainable"
     want = {s: "trainable" if s in ("layer3", "fc") else "frozen" for s in status}
     wrong = [f"{s} is {status[s]} (should be {want[s]})" for s in status if status[s] != want[s]]
-    n = sum(p.numel() for s in ("layer3", "fc") for p in _params(model, s))
+    n = sum(p.numel() for s in ("layer3", "fc") for p in stage_params(model, s))
     return report(
         not wrong,
         f"layer3 + head trainable: {n:,} parameters; stem, layer1, layer2, layer4 frozen.",
