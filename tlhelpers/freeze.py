@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from .recipe import RESNET_STAGES
+
 __all__ = [
     "stage_names",
     "stage_modules",
@@ -44,7 +46,7 @@ def _is_resnet(model: nn.Module) -> bool:
 def stage_names(model: nn.Module) -> list[str]:
     """The stages of ``model`` from input to output (ResNet: stem, layer1..layer4, fc)."""
     if _is_resnet(model):
-        return ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
+        return list(RESNET_STAGES)
     return [n for n, m in model.named_children() if any(True for _ in m.parameters())]
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "Recipe",
     "RECIPES",
     "STRATEGIES",
+    "STRATEGY_COLORS",
     "recipe",
     "epochs_for",
     "train_batch_size",
@@ -72,6 +73,13 @@ RECIPES: dict[str, Recipe] = {
     "from scratch": Recipe("from scratch", RESNET_STAGES, SCRATCH_LR, SCRATCH_LR, weights="random"),
 }
 STRATEGIES = ("feature extraction", "partial fine-tuning", "full fine-tuning")  # the three, cheapest first
+# one colour per strategy in every figure (matplotlib's first three), from scratch in grey
+STRATEGY_COLORS = {
+    "feature extraction": "#1f77b4",
+    "partial fine-tuning": "#ff7f0e",
+    "full fine-tuning": "#2ca02c",
+    "from scratch": "#7f7f7f",
+}
 
 
 def lr_text(lr: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, lr_text
+from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, STRATEGY_COLORS, lr_text
 
 __all__ = [
     "Recommendation",
@@ -107,7 +107,6 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
     return Recommendation(s, scen, list(STAGES[s]), _lr_text(s), why, path, n_images, similarity, budget)
 
 
-_COLORS = {"feature extraction": "#1f77b4", "partial fine-tuning": "#ff7f0e", "full fine-tuning": "#2ca02c"}
 _SHORT = {
     "feature extraction": "feature\nextraction",
     "partial fine-tuning": "partial\nfine-tuning",
@@ -195,13 +194,13 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
             ample, limited = recommend_strategy(n, sim, "ample"), recommend_strategy(n, sim, "limited")
             on_a = sel is None or sel == (band, sim, "ample")
             on_l = sel is None or sel == (band, sim, "limited")
-            box(xd, yd, _SHORT[ample.strategy], color=_COLORS[ample.strategy], fill=True, on=on_a or on_l)
+            box(xd, yd, _SHORT[ample.strategy], color=STRATEGY_COLORS[ample.strategy], fill=True, on=on_a or on_l)
             scen = ample.scenario.split(":")[0] if ample.scenario.startswith("scenario") else "medium band"
             ax.text(
                 xd, yd - 0.55, scen, ha="center", fontsize=7.5, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3
             )
             arrow(xd, yd - 0.7, xd, yb + 0.35, on_l, label="3. if compute\nis limited")
-            box(xd, yb, _SHORT[limited.strategy], color=_COLORS[limited.strategy], on=on_l, size=8)
+            box(xd, yb, _SHORT[limited.strategy], color=STRATEGY_COLORS[limited.strategy], on=on_l, size=8)
     ax.text(-0.85, yd, "ample\ncompute:", fontsize=8.5, va="center", color="#333333")
     ax.text(-0.85, yb, "limited\ncompute:", fontsize=8.5, va="center", color="#333333")
     return fig

@@ -20,6 +20,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import NullFormatter
 
 from .freeze import count_params, stage_names, stage_params, trainable_stages
+from .recipe import STRATEGY_COLORS
 from .simulator import StepReport, train_step
 from .strategy import draw_flowchart, recommend_strategy
 
@@ -274,7 +275,7 @@ class StrategyGuide:
         """Recompute the recommendation from the controls and redraw it."""
         r = recommend_strategy(self.size.value, self.similarity.value, self.budget.value)
         self.recommendation = r
-        color = {"feature extraction": BLUE, "partial fine-tuning": "#ff7f0e", "full fine-tuning": GREEN}[r.strategy]
+        color = STRATEGY_COLORS[r.strategy]
         self.out.value = (
             f"<div style='border-left:5px solid {color};padding:4px 10px;margin-top:6px'>"
             f"<b class='tl-strategy' style='font-size:1.15em'>{html.escape(r.strategy)}</b> &mdash; "

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..freeze import stage_names, stage_params
+from ..recipe import RESNET_STAGES
 from . import report
 
 __all__ = ["check_layer3_and_head", "check_stem_only", "check_cheaper_step"]
-
-_ORDER = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
 
 
 def _stages(answer) -> set[str] | None:
@@ -47,7 +46,7 @@ def check_stem_only(weight_gradient, backward_reaches) -> bool:
     wg, br = _stages(weight_gradient), _stages(backward_reaches)
     if wg is None or br is None:
         return report(False, "", "give two sets of stage names, e.g. {'stem'} and {'layer4', 'fc'}.")
-    ok_wg, ok_br = wg == {"stem"}, br == set(_ORDER)
+    ok_wg, ok_br = wg == {"stem"}, br == set(RESNET_STAGES)
     if ok_wg and ok_br:
         return report(
             True,
