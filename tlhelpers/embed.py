@@ -177,7 +177,7 @@ def embed(
     batch_size: int | None = None,
     amp: bool = True,
     progress: bool = False,
-    fold_bn: bool = True,
+    fold_bn: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """N x D embeddings (the input of the model's linear head) for a dataset, a loader or a uint8 batch.
 
@@ -185,9 +185,9 @@ def embed(
     hardware has it; the head's input is captured by a hook, so any model with a linear head works
     (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
     cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
-    With ``fold_bn`` (the default) it runs a view of the model with each BatchNorm folded into the
-    convolution before it (:func:`fold_batchnorm`; eval mode makes that exact up to rounding): one memory
-    pass less per layer, for one extra copy of the conv weights (measured in docs/performance.md).
+    With ``fold_bn=True`` it runs a view of the model with each BatchNorm folded into the convolution before
+    it (:func:`fold_batchnorm`; exact in eval mode up to rounding). Off by default: it was not faster where
+    measured (docs/performance.md).
     ``batch_size`` defaults to :func:`default_batch_size`.
     """
     batch_size = batch_size or default_batch_size(transform, data)
