@@ -74,7 +74,7 @@ author = "the course's contributors"
 copyright = f"{date.today().year}, {author} (MIT licence)"
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 root_doc = "index"
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_kernel"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_kernel", "notebooks/[!0-9]*"]
 suppress_warnings = ["myst.header"]  # the notebooks' headings start at "#"; sub-headings may skip a level
 
 # --- MyST and notebooks
@@ -120,7 +120,7 @@ html_theme_options = {
 html_context = {"default_mode": "light"}
 
 # --- the landing page's figures: one real output per notebook, copied from the executed notebooks
-# (index of the image output to take; 0 = the notebook's first figure)
+# (index of the image output to take; 0, the notebook's first figure, for a notebook not listed)
 LANDING_FIGURES = {
     "00_welcome": 0,
     "01_feature_hierarchy": 0,
@@ -147,8 +147,9 @@ def write_executed_notebooks(app, exception) -> None:
     executed.mkdir(parents=True, exist_ok=True)
     landing = Path(app.outdir) / "_static" / "landing"
     landing.mkdir(parents=True, exist_ok=True)
-    for stem, index in LANDING_FIGURES.items():
-        _, nb = cache.merge_match_into_file(str(SITE / "notebooks" / f"{stem}.ipynb"))
+    for path in sorted((SITE / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        stem, index = path.stem, LANDING_FIGURES.get(path.stem, 0)
+        _, nb = cache.merge_match_into_file(str(path))
         nbformat.write(nb, executed / f"{stem}.ipynb")
         pngs = [
             o["data"]["image/png"]
