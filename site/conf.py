@@ -86,6 +86,7 @@ nb_execution_timeout = 1800
 nb_execution_raise_on_error = True  # a failing notebook fails the build
 nb_execution_show_tb = True  # ...and its traceback is printed in the build log
 nb_output_stderr = "remove"  # warnings and logging: the build log, not the page
+nb_render_markdown_format = "gfm"  # Markdown outputs (display(Markdown(...))) have tables
 nb_merge_streams = True  # one output per stream, text progress bars collapsed to their final state (\r)
 nb_ipywidgets_js = {}  # no widget JavaScript from a CDN: the widgets are rendered statically (see _kernel/)
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
