@@ -204,3 +204,14 @@ def test_nb01_stage_choice_takes_the_earliest_stage_within_the_margin(capsys):
     assert nb01.check_stage_choice("layer2", acc, margin=0.12)
     assert not nb01.check_stage_choice(None, acc, margin=0.03)
     assert not nb01.check_stage_choice("fc", acc, margin=0.03)
+
+
+def test_rate_choice():
+    forgetting = {1e-5: (0.645, 0.874), 1e-4: (0.680, 0.811), 1e-3: (0.650, 0.162), 1e-2: (0.530, 0.123)}
+    assert nb02.check_rate_choice(1e-4, forgetting, before=0.897)  # 1e-5 and 1e-4 keep within 10 points
+    assert not nb02.check_rate_choice(1e-5, forgetting, before=0.897)  # allowed, but learns less
+    assert not nb02.check_rate_choice(1e-3, forgetting, before=0.897)  # forgets
+    assert nb02.check_rate_choice(1e-5, forgetting, before=0.924, max_loss=0.06)  # only 1e-5 is allowed
+    assert not nb02.check_rate_choice(3e-4, forgetting, before=0.9) and not nb02.check_rate_choice(
+        None, forgetting, 0.9
+    )

@@ -158,3 +158,13 @@ def test_nb05_k_choice_accepts_only_ks_within_the_margin(capsys):
     assert not nb05.check_k_choice(None, val_acc, n_val=400)
     # a smaller validation set has a wider margin: k=3 becomes acceptable
     assert nb05.check_k_choice(3, val_acc, n_val=50)
+
+
+def test_check_early_stop(capsys):
+    losses = [0.60, 0.50, 0.55, 0.58, 0.45, 0.70]
+    hist = [{"epoch": i + 1, "val_loss": v} for i, v in enumerate(losses)]
+    assert nb04.check_early_stop((4, 2), hist, patience=2)  # epochs 3 and 4 bring no lower loss
+    assert nb04.check_early_stop((6, 5), hist, patience=3)  # epoch 5 is better again: it runs to the end, keeps 5
+    assert not nb04.check_early_stop((6, 2), hist, patience=2)
+    assert not nb04.check_early_stop(None, hist) and not nb04.check_early_stop("x", hist)
+    assert not nb04.check_early_stop((4, 5), hist, patience=2) and "lowest validation loss" in capsys.readouterr().out

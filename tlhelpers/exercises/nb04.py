@@ -10,7 +10,7 @@ import torch
 
 from . import report
 
-__all__ = ["check_balanced_first", "check_remap", "check_recall"]
+__all__ = ["check_balanced_first", "check_remap", "check_recall", "check_early_stop"]
 
 
 def check_balanced_first(indices, targets: Sequence[int], per_class: int = 500, wanted: Sequence[int] = (3, 5)) -> bool:
@@ -100,3 +100,36 @@ def check_recall(recall, labels, preds, cls: int = 1, tol: float = 1e-6) -> bool
     if abs(value - 100 * expected) <= 100 * tol:
         return report(False, "", "right value but in percent: give a fraction between 0 and 1.")
     return report(False, "", "recall = correct predictions of the class / number of true images of the class.")
+
+
+def check_early_stop(answer, history: Sequence[dict], patience: int = 2) -> bool:
+    """Exercise 4 (a decision): ``(stop, keep)``: after which epoch early stopping with ``patience`` stops
+    (the last epoch if it never does), and which epoch's weights it keeps (the lowest validation loss so far)."""
+    if answer is None:
+        return report(False, "", "set `answer = (stop_epoch, kept_epoch)`, read from the validation-loss curve.")
+    try:
+        stop, keep = (int(a) for a in answer)
+    except (TypeError, ValueError):
+        return report(False, "", "answer must be two epoch numbers: (stop_epoch, kept_epoch).")
+    best, waited, want_stop = None, 0, history[-1]["epoch"]
+    for h in history:
+        if best is None or h["val_loss"] < best["val_loss"]:
+            best, waited = h, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                want_stop = h["epoch"]
+                break
+    want_keep = best["epoch"]
+    if (stop, keep) == (want_stop, want_keep):
+        return report(
+            True,
+            f"it stops after epoch {want_stop} ({patience} epochs without a lower val loss) and keeps epoch "
+            f"{want_keep}: the weights before the model began to overfit.",
+            "",
+        )
+    if keep != want_keep:
+        return report(False, "", "the kept epoch is the one with the lowest validation loss up to the stop.")
+    return report(
+        False, "", f"count the epochs after the best one: training stops once {patience} in a row bring no lower loss."
+    )
