@@ -6,7 +6,7 @@ The widget in :mod:`tlhelpers.widgets` is only a view over :func:`train_step`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -34,7 +34,6 @@ class StepReport:
     total_params: int
     loss: float
     seconds: float
-    extra: dict = field(default_factory=dict)
 
     def receives_gradient(self, stage: str) -> bool:
         """True if gradients reached this stage's weights (only trainable stages)."""
@@ -61,15 +60,6 @@ class StepReport:
                 or "none"
             )
         )
-
-    def table(self) -> str:
-        lines = [f"{'stage':<8} {'status':<9} {'weight grad':>12} {'backprop signal':>16}  changed"]
-        for s in self.stages:
-            lines.append(
-                f"{s:<8} {'trainable' if self.trainable[s] else 'frozen':<9} {self.grad_norm[s]:>12.3g} "
-                f"{self.signal_norm[s]:>16.3g}  {self.changed[s]}/{self.n_tensors[s]}"
-            )
-        return "\n".join(lines)
 
 
 def train_step(

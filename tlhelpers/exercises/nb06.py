@@ -9,8 +9,6 @@ from . import report
 
 __all__ = ["SITUATIONS", "check_situations", "check_flowchart", "check_biggest_gain"]
 
-STRATEGIES = ("feature extraction", "partial fine-tuning", "full fine-tuning")
-
 # Exercise 1: described situations -> (n_images, similarity, budget) for recommend_strategy
 SITUATIONS = {
     "a": ("400 labelled aerial photos of roof types; one GPU for a week", (400, "different", "ample")),
