@@ -313,6 +313,9 @@ def test_notebook_badges_point_at_this_notebook(path):
     assert b.path.split("/")[-1] == c.path.split("/blob/")[1].split("/")[0], (
         "Binder and Colab point at different branches"
     )
+    owner, name = SLUG.split("/")
+    site = f"https://{owner}.github.io/{name}/notebooks/{path.stem}.html"
+    assert f"]({site})" in first, f"{path.name}: the header does not link its page on the website ({site})"
 
 
 def test_readme_documents_every_launch_route():

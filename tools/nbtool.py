@@ -38,11 +38,19 @@ def repo_slug() -> str:
     return url.removeprefix("https://github.com/").strip("/")
 
 
+def site_url(nb_name: str | None = None) -> str:
+    """The published website (GitHub Pages of the repository), or one notebook's page on it."""
+    owner, name = repo_slug().split("/")
+    base = f"https://{owner}.github.io/{name}/"
+    return base + (f"notebooks/{Path(nb_name).stem}.html" if nb_name else "")
+
+
 def badges(nb_name: str) -> str:
     slug = repo_slug()
     return (
         f"[![Open in Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{nb_name}) "  # noqa: E501
-        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/{slug}/blob/main/notebooks/{nb_name})"  # noqa: E501
+        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/{slug}/blob/main/notebooks/{nb_name}) "  # noqa: E501
+        f"· [read it with its outputs on the course website]({site_url(nb_name)})"
     )
 
 
