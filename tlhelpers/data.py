@@ -222,6 +222,26 @@ def remap_labels(labels: torch.Tensor, class_ids: Sequence[int]) -> torch.Tensor
 # ---------------------------------------------------------------- ImageFolder trees
 
 
+def image_files_below(folder: str | os.PathLike) -> list[str]:
+    """Every image file below ``folder`` (sub-folders included, followed links too), in a fixed order.
+
+    Hidden files and folders and files with other extensions are skipped; a symlink loop (or two links
+    to one folder) lists each folder once.
+    """
+    found, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [
+            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
+        ]
+    return found
+
+
 def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
     """List an ImageFolder tree without opening any image: (class names, file paths, targets).
 
@@ -235,19 +255,7 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
     classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
     files, targets = [], []
     for ci, c in enumerate(classes):
-        found, seen = [], set()
-        for root, dirs, names in os.walk(path / c, followlinks=True):
-            real = os.path.realpath(root)
-            if real in seen:  # a symlink loop (or two links to one folder): each folder is listed once
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found += [
-                os.path.join(root, n)
-                for n in sorted(names)
-                if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
-            ]
+        found = image_files_below(path / c)
         files += found
         targets += [ci] * len(found)
     if not classes or not files:

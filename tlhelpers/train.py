@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import IMG_EXTENSIONS, decode_files, prepare_batch
+from .data import IMG_EXTENSIONS, decode_files, image_files_below, prepare_batch
 from .device import autocast, model_device
 from .models import head_of
 from .settings import quick_mode
@@ -197,13 +197,7 @@ def _image_files(files: str | os.PathLike | list) -> list[str]:
     if isinstance(files, (str, os.PathLike)):
         p = Path(files).expanduser()
         if p.is_dir():
-            found = [
-                os.path.join(root, n)
-                for root, dirs, names in os.walk(p)
-                if not any(part.startswith(".") for part in Path(root).relative_to(p).parts)
-                for n in sorted(names)
-                if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
-            ]
+            found = image_files_below(p)
             if not found:
                 raise FileNotFoundError(f"No image files in {p} (extensions {', '.join(IMG_EXTENSIONS)}).")
             return sorted(found)
