@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import settings
+from .errors import first_line
 
 EXIT_NOT_READY = 1
 EXIT_MISSING = 2
@@ -153,9 +154,7 @@ def status() -> list[Item]:
             )
         )
     except Exception as e:  # missing or damaged file in the package
-        items.append(
-            Item("course backbone", False, str(e).splitlines()[0], ("reinstall the course package: pip install -e .",))
-        )
+        items.append(Item("course backbone", False, first_line(e), ("reinstall the course package: pip install -e .",)))
 
     w = imagenet_weights_path("resnet18")
     w_ok = settings.hub_file_ok(w)
@@ -293,7 +292,7 @@ def _prefetch_weights() -> str | None:
             print(f"ImageNet ResNet18 weights: downloaded, sha256 verified ({path})")
             return None
         except Exception as e:  # URLError, timeouts, HTTP errors, hash mismatch
-            why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}".rstrip(": ")
+            why = f"download failed: {first_line(e, 100, with_type=True)}"
     return (
         f"ImageNet ResNet18 weights ({why}); until they are here the notebooks use the offline course backbone "
         "(and say so)" + _remedy_lines(_weights_remedies(path), "  ")
@@ -326,7 +325,7 @@ def _prefetch_cifar() -> str | None:
             print(f"CIFAR-10: downloaded, md5 verified ({root / 'cifar-10-batches-py'})")
             return None
         except Exception as e:
-            why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}".rstrip(": ")
+            why = f"download failed: {first_line(e, 100, with_type=True)}"
     return f"CIFAR-10 ({why}); the notebooks cannot run without it" + _remedy_lines(_cifar_remedies(), "  ")
 
 
@@ -460,7 +459,7 @@ def bundle_import(path: Path) -> int:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(tmp / rel), out)
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        why = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        why = first_line(e).rstrip(":")
         return _fail(
             f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
             "copy it again or export a new one. Nothing was imported"

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .device import loader_kwargs
+from .errors import first_line
 from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root
 
 __all__ = [
@@ -325,7 +326,7 @@ def _decode(path: str, size: int | None) -> torch.Tensor:
     try:
         img = torch.from_numpy(np.array(_open_rgb(path, size))).permute(2, 0, 1)
     except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
-        detail = str(e).splitlines()[0].replace(f" '{path}'", "").replace(path, "it") if str(e) else type(e).__name__
+        detail = first_line(e).replace(f" '{path}'", "").replace(path, "it")
         raise ValueError(f"Cannot read image file {path}: {detail}") from None
     return img.contiguous()
 

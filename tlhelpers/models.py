@@ -28,6 +28,7 @@ import torchvision
 from torchvision.transforms._presets import ImageClassification
 
 from . import settings
+from .errors import first_line
 from .settings import offline
 
 __all__ = [
@@ -139,7 +140,7 @@ def _imagenet_state_dict(name: str) -> dict:
     try:
         return w.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # URLError, socket timeout, HTTP errors, truncated files
-        _UNAVAILABLE[name] = _no_imagenet_msg(name, path, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}")
+        _UNAVAILABLE[name] = _no_imagenet_msg(name, path, first_line(e, 80, with_type=True))
         raise WeightsUnavailable(_UNAVAILABLE[name]) from None
 
 
@@ -165,7 +166,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, a pickle weights_only refuses
-        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        detail = first_line(e, 120)
         raise ValueError(
             f"Cannot read checkpoint {path}: it is damaged or not a PyTorch state dict ({detail})."
         ) from None
