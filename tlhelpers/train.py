@@ -61,6 +61,37 @@ def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monit
         raise ValueError(f"patience must be a whole number of epochs >= 1 (or None), got {patience!r}.")
 
 
+class _Selection:
+    """Epoch selection on validation, shared by :func:`fit` and :func:`fit_head`: the best record so far, its
+    weights (``keep_best``), and the count of epochs without a better one (``patience``)."""
+
+    def __init__(self, module: nn.Module, keep_best: bool, patience: int | None, monitor: str) -> None:
+        self.module, self.keep_best, self.patience, self.monitor = module, keep_best, patience, monitor
+        self.best, self.state, self.waited = None, None, 0
+
+    def stop_after(self, rec: dict) -> bool:
+        """Record one epoch; True when ``patience`` epochs have passed without a better ``monitor``."""
+        if not (self.keep_best or self.patience is not None):
+            return False
+        if is_better(rec, self.best, self.monitor):
+            self.best, self.waited = rec, 0
+            if self.keep_best:
+                self.state = copy.deepcopy(self.module.state_dict())
+            return False
+        self.waited += 1
+        return self.patience is not None and self.waited >= self.patience
+
+    def finish(self, history: list[dict]) -> dict | None:
+        """Mark the chosen epoch ``"best": True`` and, with ``keep_best``, put its weights back; return it."""
+        if self.best is None:
+            return None
+        self.best["best"] = True
+        if self.keep_best and self.best is not history[-1]:
+            self.module.load_state_dict(self.state)
+            return self.best
+        return None
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -101,7 +132,7 @@ def fit(
             raise ValueError("The model has no trainable parameters: unfreeze at least the head.")
         optimizer = torch.optim.Adam(params, lr=lr)
     history: list[dict] = []
-    best, best_state, waited = None, None, 0
+    selection = _Selection(model, keep_best, patience, monitor)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -141,25 +172,15 @@ def fit(
                 **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
             )
             bar.close()
-        if keep_best or patience is not None:
-            if is_better(rec, best, monitor):
-                best, waited = rec, 0
-                if keep_best:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if patience is not None and waited >= patience:
-                    if progress:
-                        print(f"Early stopping after epoch {epoch}: no better {monitor} for {patience} epoch(s).")
-                    break
-    if best is not None:
-        best["best"] = True
-        if keep_best and best_state is not None and best is not history[-1]:
-            model.load_state_dict(best_state)
+        if selection.stop_after(rec):
             if progress:
-                print(
-                    f"Kept the weights of epoch {best['epoch']} of {len(history)} (best {monitor} {best[monitor]:.4f})."
-                )
+                print(f"Early stopping after epoch {epoch}: no better {monitor} for {patience} epoch(s).")
+            break
+    restored = selection.finish(history)
+    if restored is not None and progress:
+        print(
+            f"Kept the weights of epoch {restored['epoch']} of {len(history)} (best {monitor} {restored[monitor]:.4f})."
+        )
     return history
 
 
@@ -302,7 +323,7 @@ def fit_head(
     if has_val:
         vx, vy = torch.as_tensor(val_features).float(), torch.as_tensor(val_labels).long()
     history: list[dict] = []
-    best, best_state, waited = None, None, 0
+    selection = _Selection(head, keep_best, patience, monitor)
     bar = tqdm(range(1, epochs + 1), desc="Head epochs", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -331,17 +352,8 @@ def fit_head(
             acc=f"{rec['train_acc']:.2%}",
             **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
         )
-        if keep_best or patience is not None:
-            if is_better(rec, best, monitor):
-                best, waited = rec, 0
-                best_state = copy.deepcopy(head.state_dict()) if keep_best else None
-            else:
-                waited += 1
-                if patience is not None and waited >= patience:
-                    break
+        if selection.stop_after(rec):
+            break
     bar.close()
-    if best is not None:
-        best["best"] = True
-        if keep_best and best_state is not None:
-            head.load_state_dict(best_state)
+    selection.finish(history)
     return head, history
