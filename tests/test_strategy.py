@@ -81,7 +81,7 @@ def test_flowchart_is_drawn_from_the_function():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tlhelpers.strategy import draw_flowchart
+    from tlhelpers.viz import draw_flowchart
 
     r = recommend_strategy(300, "different", "limited")
     fig = draw_flowchart(r)

@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from .data import ImageTensors, decode_files, make_loader, prepare_batch
 from .device import autocast, model_device, native_bf16
 from .models import head_of
+from .recipe import RESNET_STAGES
+
+LAYERS = RESNET_STAGES[1:-1]  # layer1 .. layer4: the residual stages, without the stem and the head
 
 __all__ = [
     "BatchPreprocess",
@@ -31,7 +34,7 @@ def fold_batchnorm(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Mod
     """An inference-only view of ``model`` with each BatchNorm that follows a convolution folded into it.
 
     Same outputs in eval mode up to float rounding, with one memory pass less per layer: a faster frozen
-    backbone for feature extraction (``embed`` does this by default). Only the folded convolutions get new
+    backbone for feature extraction (``embed(fold_bn=True)``; off by default). Only the folded convolutions get new
     weights, stored in ``dtype`` (default: their own; ``torch.bfloat16`` under bf16 autocast halves the
     memory and skips autocast's cast); every other module is shared with ``model``, which is left unchanged.
     A model that ``torch.fx`` cannot trace is returned as it is.
@@ -289,7 +292,7 @@ def stage_features(
     model: nn.Module,
     data: ImageTensors | torch.Tensor,
     transform: Callable | None = None,
-    stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
+    stages: tuple[str, ...] = LAYERS,
     batch_size: int | None = None,
     amp: bool = True,
     grid: int = 1,
@@ -309,9 +312,10 @@ def stage_peaks(
     model: nn.Module,
     data: ImageTensors | torch.Tensor,
     transform: Callable | None = None,
-    stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4"),
-    batch_size: int | None = None,
+    *,
+    stages: tuple[str, ...] = LAYERS,
     amp: bool = True,
+    batch_size: int | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
     """Where each channel of each stage responds most, per image: ``{stage: (peak N x C, row-col N x C x 2, (H, W))}``.
 

@@ -1,13 +1,21 @@
-"""Matplotlib plots for the course: learning curves, image grids, confusion matrix, embeddings, filters."""
+"""Matplotlib plots for the course: learning curves, image grids, confusion matrix, embeddings, filters, and
+the figures of the simulator (one training step) and the strategy guide (the flowchart)."""
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import NullFormatter
+
+from .recipe import STRATEGY_COLORS
+from .simulator import StepReport
+from .strategy import LARGE, SMALL, Recommendation, recommend_strategy
 
 __all__ = [
     "plot_history",
@@ -20,7 +28,12 @@ __all__ = [
     "show_neighbors",
     "show_top_patches",
     "plot_lr_find",
+    "draw_step",
+    "draw_flowchart",
 ]
+
+# the simulator's figure: frozen stages blue, trainable green, gradients red
+BLUE, GREEN, RED, GREY = "#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"
 
 
 def _hwc(img: torch.Tensor) -> np.ndarray:
@@ -264,4 +277,182 @@ def plot_lr_find(result: dict, title: str = "Learning-rate finder"):
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def draw_step(r: StepReport, title: str | None = None):
+    """The network as a row of stages (frozen blue, trainable green) with the backward pass of one step.
+
+    Top: the red arrow is the backward pass, from the loss to the earliest stage it reaches; a red
+    dot marks each stage whose *weights* received a gradient. Bottom: the weight-gradient norm per
+    stage (log scale); frozen stages have none, even when the backward signal passes through them.
+    """
+    n = len(r.stages)
+    fig, (top, bot) = plt.subplots(2, 1, figsize=(10, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
+    top.set_xlim(-0.9, n + 0.1)
+    top.set_ylim(-0.75, 1.05)
+    top.axis("off")
+    for i, s in enumerate(r.stages):
+        color = GREEN if r.trainable[s] else BLUE
+        top.add_patch(
+            FancyBboxPatch((i - 0.4, 0.2), 0.8, 0.6, boxstyle="round,pad=0.02", fc=color, ec="none", alpha=0.85)
+        )
+        top.text(i, 0.62, s, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
+        top.text(
+            i, 0.38, "trainable" if r.trainable[s] else "frozen", ha="center", va="center", color="white", fontsize=8
+        )
+        if r.receives_gradient(s):
+            top.scatter([i + 0.3], [0.75], s=110, color=RED, zorder=4, edgecolors="white")
+        top.text(
+            i,
+            -0.62,
+            f"{r.changed[s]}/{r.n_tensors[s]} tensors changed",
+            ha="center",
+            fontsize=7.5,
+            color=RED if r.changed[s] else GREY,
+        )
+    top.text(-0.75, 0.5, "input", ha="center", va="center", fontsize=9)
+    top.annotate("", xy=(-0.42, 0.5), xytext=(-0.6, 0.5), arrowprops=dict(arrowstyle="->", color=GREY))
+    top.text(n - 0.35, 0.5, "loss", ha="center", va="center", fontsize=9)
+    reached = [i for i, s in enumerate(r.stages) if r.passes_signal(s)]
+    if reached:
+        start = min(reached)
+        top.add_patch(
+            FancyArrowPatch((n - 0.35, 0.02), (start - 0.4, 0.02), arrowstyle="-|>", mutation_scale=14, color=RED, lw=2)
+        )
+        top.text(
+            (n - 0.35 + start - 0.4) / 2, -0.22, "backward pass (gradient signal)", ha="center", color=RED, fontsize=8
+        )
+        if start > 0:
+            top.text(start - 0.5, 0.02, "stops", ha="right", va="center", color=RED, fontsize=8)
+    else:
+        top.text(n / 2 - 0.5, -0.1, "no backward pass: nothing is trainable", ha="center", color=GREY, fontsize=9)
+    norms = [r.grad_norm[s] for s in r.stages]
+    xs = range(n)
+    bot.bar(xs, [g if g > 0 else float("nan") for g in norms], color=RED, width=0.5)
+    bot.set_yscale("log")
+    pos = [g for g in norms if g > 0]
+    floor = 10.0 ** (math.floor(math.log10(min(pos))) - 1) if pos else 0.1
+    bot.set_ylim(floor, 10.0 ** (math.ceil(math.log10(max(pos))) + 0.3) if pos else 10)
+    bot.yaxis.set_minor_formatter(NullFormatter())
+    for i, g in enumerate(norms):
+        bot.text(
+            i,
+            g * 1.15 if g > 0 else floor * 1.3,
+            f"{g:.2g}" if g > 0 else "no weight gradient",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="black" if g > 0 else GREY,
+        )
+    bot.set_xticks(list(xs), r.stages)
+    bot.set_xlim(-0.9, n + 0.1)
+    bot.set_ylabel("weight-gradient\nnorm (log)", fontsize=8)
+    bot.grid(axis="y", alpha=0.3)
+    fig.suptitle(
+        title
+        or (
+            f"One training step: loss {r.loss:.3f}, {r.trainable_params:,} trainable parameters, "
+            f"{r.seconds * 1000:.0f} ms"
+        ),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def draw_flowchart(highlight: Recommendation | None = None, ax=None):
+    """Draw the flowchart (size -> domain -> strategy -> limited-budget step-down) from :func:`recommend_strategy`.
+
+    Every leaf is computed by calling the function, so the drawing cannot disagree with it.
+    ``highlight``: a recommendation whose path is drawn bold (the others fade). Returns the figure.
+    """
+    fig = ax.figure if ax is not None else plt.figure(figsize=(11, 5.6))
+    ax = ax or fig.add_axes([0, 0, 1, 1])
+    ax.set_xlim(-0.9, 12)
+    ax.set_ylim(-0.3, 5.3)
+    ax.axis("off")
+    sizes = [
+        ("small", f"< {SMALL:,} images", SMALL // 2),
+        ("medium", f"{SMALL:,} to {LARGE:,}", (SMALL + LARGE) // 2),
+        ("large", f"> {LARGE:,} images", LARGE * 5),
+    ]
+    sel = None
+    if highlight is not None:
+        n = highlight.n_images
+        sel = ("small" if n < SMALL else "large" if n > LARGE else "medium", highlight.similarity, highlight.budget)
+
+    def box(x, y, text, color="#444444", on=True, fill=False, w=None, size=9):
+        alpha = 1.0 if on else 0.25
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=size,
+            color="white" if fill else color,
+            alpha=alpha,
+            fontweight="bold" if (on and sel) else "normal",
+            zorder=3,
+            bbox=dict(
+                boxstyle="round,pad=0.35",
+                fc=color if fill else "white",
+                ec=color,
+                alpha=alpha,
+                lw=2.2 if (on and sel) else 1.0,
+            ),
+        )
+
+    def arrow(x0, y0, x1, y1, on=True, label=None):
+        ax.annotate(
+            "",
+            xy=(x1, y1),
+            xytext=(x0, y0),
+            zorder=1,
+            arrowprops=dict(arrowstyle="-|>", color="#333333", alpha=1.0 if on else 0.2, lw=2 if (on and sel) else 1),
+        )
+        if label:
+            ax.text(
+                (x0 + x1) / 2,
+                (y0 + y1) / 2,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                alpha=1.0 if on else 0.3,
+                bbox=dict(fc="white", ec="none", pad=0.5),
+                zorder=2,
+            )
+
+    box(6, 5.0, "1. How many labelled training images?", on=True)
+    ys, yd, yb = 3.9, 2.35, 0.25
+    for i, (band, label, n) in enumerate(sizes):
+        xs = 2 + 4 * i
+        on_s = sel is None or sel[0] == band
+        arrow(6, 4.78, xs, ys + 0.22, on_s)
+        box(xs, ys, f"{band}\n{label}", on=on_s)
+        for j, sim in enumerate(("similar", "different")):
+            xd = xs - 1 + 2 * j
+            on_d = sel is None or sel[:2] == (band, sim)
+            arrow(xs, ys - 0.3, xd, yd + 0.3, on_d, label=f"2. {sim}\ndomain")
+            ample, limited = recommend_strategy(n, sim, "ample"), recommend_strategy(n, sim, "limited")
+            on_a = sel is None or sel == (band, sim, "ample")
+            on_l = sel is None or sel == (band, sim, "limited")
+            box(
+                xd,
+                yd,
+                ample.strategy.replace(" ", "\n"),
+                color=STRATEGY_COLORS[ample.strategy],
+                fill=True,
+                on=on_a or on_l,
+            )
+            scen = ample.scenario.split(":")[0] if ample.scenario.startswith("scenario") else "medium band"
+            ax.text(
+                xd, yd - 0.55, scen, ha="center", fontsize=7.5, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3
+            )
+            arrow(xd, yd - 0.7, xd, yb + 0.35, on_l, label="3. if compute\nis limited")
+            box(xd, yb, limited.strategy.replace(" ", "\n"), color=STRATEGY_COLORS[limited.strategy], on=on_l, size=8)
+    ax.text(-0.85, yd, "ample\ncompute:", fontsize=8.5, va="center", color="#333333")
+    ax.text(-0.85, yb, "limited\ncompute:", fontsize=8.5, va="center", color="#333333")
     return fig

@@ -11,103 +11,18 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-from matplotlib.ticker import NullFormatter
 
 from .freeze import count_params, stage_names, stage_params, trainable_stages
 from .recipe import STRATEGY_COLORS
 from .simulator import StepReport, train_step
-from .strategy import draw_flowchart, recommend_strategy
+from .strategy import recommend_strategy
+from .viz import draw_flowchart, draw_step
 
-__all__ = ["FineTuningSimulator", "StrategyGuide", "draw_step"]
-
-BLUE, GREEN, RED, GREY = "#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"
-
-
-def draw_step(r: StepReport, title: str | None = None):
-    """The network as a row of stages (frozen blue, trainable green) with the backward pass of one step.
-
-    Top: the red arrow is the backward pass, from the loss to the earliest stage it reaches; a red
-    dot marks each stage whose *weights* received a gradient. Bottom: the weight-gradient norm per
-    stage (log scale); frozen stages have none, even when the backward signal passes through them.
-    """
-    n = len(r.stages)
-    fig, (top, bot) = plt.subplots(2, 1, figsize=(10, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
-    top.set_xlim(-0.9, n + 0.1)
-    top.set_ylim(-0.75, 1.05)
-    top.axis("off")
-    for i, s in enumerate(r.stages):
-        color = GREEN if r.trainable[s] else BLUE
-        top.add_patch(
-            FancyBboxPatch((i - 0.4, 0.2), 0.8, 0.6, boxstyle="round,pad=0.02", fc=color, ec="none", alpha=0.85)
-        )
-        top.text(i, 0.62, s, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
-        top.text(
-            i, 0.38, "trainable" if r.trainable[s] else "frozen", ha="center", va="center", color="white", fontsize=8
-        )
-        if r.receives_gradient(s):
-            top.scatter([i + 0.3], [0.75], s=110, color=RED, zorder=4, edgecolors="white")
-        top.text(
-            i,
-            -0.62,
-            f"{r.changed[s]}/{r.n_tensors[s]} tensors changed",
-            ha="center",
-            fontsize=7.5,
-            color=RED if r.changed[s] else GREY,
-        )
-    top.text(-0.75, 0.5, "input", ha="center", va="center", fontsize=9)
-    top.annotate("", xy=(-0.42, 0.5), xytext=(-0.6, 0.5), arrowprops=dict(arrowstyle="->", color=GREY))
-    top.text(n - 0.35, 0.5, "loss", ha="center", va="center", fontsize=9)
-    reached = [i for i, s in enumerate(r.stages) if r.passes_signal(s)]
-    if reached:
-        start = min(reached)
-        top.add_patch(
-            FancyArrowPatch((n - 0.35, 0.02), (start - 0.4, 0.02), arrowstyle="-|>", mutation_scale=14, color=RED, lw=2)
-        )
-        top.text(
-            (n - 0.35 + start - 0.4) / 2, -0.22, "backward pass (gradient signal)", ha="center", color=RED, fontsize=8
-        )
-        if start > 0:
-            top.text(start - 0.5, 0.02, "stops", ha="right", va="center", color=RED, fontsize=8)
-    else:
-        top.text(n / 2 - 0.5, -0.1, "no backward pass: nothing is trainable", ha="center", color=GREY, fontsize=9)
-    norms = [r.grad_norm[s] for s in r.stages]
-    xs = range(n)
-    bot.bar(xs, [g if g > 0 else float("nan") for g in norms], color=RED, width=0.5)
-    bot.set_yscale("log")
-    pos = [g for g in norms if g > 0]
-    floor = 10.0 ** (math.floor(math.log10(min(pos))) - 1) if pos else 0.1
-    bot.set_ylim(floor, 10.0 ** (math.ceil(math.log10(max(pos))) + 0.3) if pos else 10)
-    bot.yaxis.set_minor_formatter(NullFormatter())
-    for i, g in enumerate(norms):
-        bot.text(
-            i,
-            g * 1.15 if g > 0 else floor * 1.3,
-            f"{g:.2g}" if g > 0 else "no weight gradient",
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            color="black" if g > 0 else GREY,
-        )
-    bot.set_xticks(list(xs), r.stages)
-    bot.set_xlim(-0.9, n + 0.1)
-    bot.set_ylabel("weight-gradient\nnorm (log)", fontsize=8)
-    bot.grid(axis="y", alpha=0.3)
-    fig.suptitle(
-        title
-        or (
-            f"One training step: loss {r.loss:.3f}, {r.trainable_params:,} trainable parameters, "
-            f"{r.seconds * 1000:.0f} ms"
-        ),
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return fig
+__all__ = ["FineTuningSimulator", "StrategyGuide"]
 
 
 def _show_figure(out, fig, text: str) -> None:
