@@ -180,3 +180,18 @@ def test_replace_head_is_reproducible_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     tl.replace_head(a, 4)
     assert torch.equal(torch.rand(5), expected)  # the caller's random stream is not reset
+
+
+def test_load_checkpoint_restores_weights_into_a_model_and_names_mismatched_keys(tmp_path):
+    trained, _ = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
+    path = tmp_path / "trained.pt"
+    torch.save(trained.state_dict(), path)
+    fresh, _ = tl.load_backbone("resnet18", weights="random", num_classes=2, verbose=False)
+    assert not torch.equal(fresh.layer4[1].conv2.weight, trained.layer4[1].conv2.weight)
+    assert tl.load_checkpoint(fresh, path) is fresh
+    for (k, a), b in zip(fresh.state_dict().items(), trained.state_dict().values()):
+        assert torch.equal(a.float(), b.float()), k
+    other = tmp_path / "resnet34.pt"
+    torch.save(torchvision.models.resnet34(num_classes=2).state_dict(), other)
+    with pytest.raises(ValueError, match=r"resnet34\.pt.*layer1\.2"):
+        tl.load_checkpoint(fresh, other)
