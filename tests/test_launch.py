@@ -347,3 +347,14 @@ def test_course_sh_calls_cli_commands_that_exist(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--archive" in out and "--data-only" in out
+
+
+def test_api_reference_and_readme_cover_every_module():
+    """site/api.md documents every module of tlhelpers, and the README's package table names each one."""
+    modules = sorted(p.stem for p in (ROOT / "tlhelpers").glob("*.py") if not p.stem.startswith("_"))
+    api = (ROOT / "site" / "api.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    missing_api = [m for m in modules if f".. automodule:: tlhelpers.{m}\n" not in api]
+    missing_readme = [m for m in modules if f"`{m}`" not in readme]
+    assert not missing_api, f"add to site/api.md: {missing_api}"
+    assert not missing_readme, f"add to the README's package table: {missing_readme}"
