@@ -24,52 +24,62 @@ import tlhelpers as tl
 from tlhelpers.recipe import recipe_table
 
 ROOT = Path(__file__).resolve().parents[1]
-STRATEGIES = ["feature extraction", "partial fine-tuning", "full fine-tuning", "scratch"]
+CONTROL = "feature extraction (random backbone)"  # frozen random features: what pretraining adds
+STRATEGIES = ["feature extraction", "partial fine-tuning", "full fine-tuning", "from scratch"]
 
 
-epochs_for = tl.epochs_for  # the course recipe (tlhelpers/recipe.py): fixed epochs here, no early stopping
-
-
-def feature_extraction(weights: str, train, test, seed: int = 0) -> float:
-    tl.set_seed(seed)
-    model, pre = tl.load_backbone("resnet18", weights=weights, num_classes=len(train.classes), verbose=False)
-    tl.freeze(model)
-    ftr, ytr = tl.embed(model, train, pre)
-    fte, yte = tl.embed(model, test, pre)
-    mu, sd = ftr.mean(0), ftr.std(0) + 1e-6  # standardise with training statistics only
-    r = tl.recipe("feature extraction")
-    _, hist = tl.fit_head(
-        (ftr - mu) / sd,
-        ytr,
-        len(train.classes),
-        (fte - mu) / sd,
-        yte,
-        epochs=r.head_epochs,
-        lr=r.head_lr,
-        weight_decay=r.weight_decay,
-        batch_size=64,
-        seed=seed,
-        progress=False,
-    )
-    return hist[-1]["val_acc"]
-
-
-def fine_tune(strategy: str, train, test, seed: int = 0) -> float:
-    tl.set_seed(seed)
-    weights = "random" if strategy == "scratch" else "course"
-    model, pre = tl.load_backbone("resnet18", weights=weights, num_classes=len(train.classes), verbose=False)
-    opt = tl.recipe("from scratch" if strategy == "scratch" else strategy).apply(model)  # stages and rates
-    epochs = epochs_for(len(train))
+def run_strategy(strategy: str, train, test, augment=None, weights: str = "course", seed: int = 0) -> torch.Tensor:
+    """One strategy on one target set, by the method of notebook 06's ``run``: hold out a stratified 20% of
+    ``train`` for validation, keep the epoch with the best validation loss (early stopping with the recipe's
+    patience), then score the test set once. Returns which test images it got right (a bool tensor)."""
+    r = tl.recipe(strategy)  # trainable stages, learning rates, epochs, patience: tlhelpers/recipe.py
+    weights = "random" if r.weights == "random" else weights
+    tl.set_seed(seed)  # a random backbone's initial weights
+    model, pre = tl.load_backbone("resnet18", weights=weights, verbose=False)
+    tl.set_seed(seed)  # again: flips and dropout then draw the same numbers as notebook 06's runs
+    epochs = tl.epochs_for(len(train))  # from the size of the whole training set, as in notebook 06
+    train, val = tl.train_val_split(train, val_fraction=0.2, seed=seed)
+    model = tl.replace_head(model, len(train.classes), seed=seed)
+    if r.cached:  # frozen backbone: features once, a head on standardised features
+        tl.set_trainable(model, r.trainable)
+        f_train, f_val, f_test = (tl.embed(model, d.images, pre)[0] for d in (train, val, test))
+        mu, sd = f_train.mean(0), f_train.std(0) + 1e-6  # training statistics only
+        head, _ = tl.fit_head(
+            (f_train - mu) / sd,
+            train.labels,
+            len(train.classes),
+            (f_val - mu) / sd,
+            val.labels,
+            epochs=r.head_epochs,
+            lr=r.head_lr,
+            weight_decay=r.weight_decay,
+            batch_size=64,
+            seed=seed,
+            keep_best=True,
+            progress=False,
+        )
+        with torch.no_grad():
+            return head((f_test - mu) / sd).argmax(1) == test.labels
     tl.fit(
         model,
-        tl.make_loader(train, 64, shuffle=True, seed=seed),
+        tl.make_loader(train, 32, shuffle=True, seed=seed),
+        tl.make_loader(val, 256),
         epochs=epochs,
-        optimizer=opt,
+        optimizer=r.apply(model),
         transform=pre,
-        augment=tl.random_flip,
+        augment=augment,
         progress=False,
+        keep_best=True,
+        patience=r.patience,
     )
-    return tl.evaluate(model, tl.make_loader(test, 500), transform=pre)["acc"]  # once, after training
+    ev = tl.evaluate(model, tl.make_loader(test, 256), transform=pre)
+    return ev["preds"] == ev["labels"]
+
+
+def paired_margin(a: torch.Tensor, b: torch.Tensor) -> float:
+    """95% margin of the accuracy difference of two models scored on the same test images."""
+    d = a.float() - b.float()
+    return 1.96 * d.std().item() / len(d) ** 0.5
 
 
 def run(domain: str, sizes: list[int], log) -> list[dict]:
@@ -77,57 +87,66 @@ def run(domain: str, sizes: list[int], log) -> list[dict]:
     for n in sizes:
         if domain == "cat vs dog (similar)":
             train, test = tl.load_cifar_pair(("cat", "dog"), n_train=n, n_test=None, seed=0, source="folder")
+            augment = tl.random_flip
         else:
             train, test = tl.load_digits_task(n_train=n, seed=0)
-        row = {"domain": domain, "train_images": len(train), "test_images": len(test), "epochs": epochs_for(len(train))}
-        for s in ["feature extraction (random backbone)"] + STRATEGIES:
+            augment = None  # a flipped digit is another shape
+        row = {"domain": domain, "train_images": len(train), "test_images": len(test), "epochs": tl.epochs_for(n)}
+        correct = {}
+        for s in [CONTROL, *STRATEGIES]:
             t = time.perf_counter()
-            if s == "feature extraction":
-                acc = feature_extraction("course", train, test)
-            elif s.startswith("feature extraction (random"):
-                acc = feature_extraction("random", train, test)
+            if s == CONTROL:
+                correct[s] = run_strategy("feature extraction", train, test, weights="random")
             else:
-                acc = fine_tune(s, train, test)
-            row[s] = round(acc, 4)
+                correct[s] = run_strategy(s, train, test, augment)
+            row[s] = round(correct[s].float().mean().item(), 4)
             row[f"{s} seconds"] = round(time.perf_counter() - t, 1)
-            log(f"{domain:22s} n={len(train):6d} {s:38s} acc={acc:.4f} ({row[f'{s} seconds']:.0f}s)")
+            log(f"{domain:22s} n={len(train):6d} {s:38s} acc={row[s]:.4f} ({row[f'{s} seconds']:.0f}s)")
+        best = max(STRATEGIES, key=lambda s: row[s])
+        row["margin vs best"] = {s: round(paired_margin(correct[best], correct[s]), 4) for s in correct}
         rows.append(row)
     return rows
 
 
+def _against(r: dict, s: str) -> str:
+    """How strategy ``s`` compares with the row's best: its gap and the paired 95% margin."""
+    best = max(STRATEGIES, key=lambda k: r[k])
+    if s == best:
+        return f"{s} is the best ({r[s]:.1%})"
+    gap, margin = r[best] - r[s], r["margin vs best"][s]
+    word = "within noise of" if gap <= margin else "below"
+    return f"{s} {r[s]:.1%} is {gap * 100:.1f} points {word} {best} {r[best]:.1%} (margin ±{margin * 100:.1f})"
+
+
 def verdicts(rows: list[dict]) -> list[str]:
-    """Plain statements of where the measurements agree with the source texts' rules of thumb."""
+    """Plain statements of where the measurements agree with the source texts' rules of thumb, each with
+    the paired 95% margin of the difference it rests on."""
     out = []
     for r in rows:
         best = max(STRATEGIES, key=lambda s: r[s])
+        fe_gap, fe_margin = r[best] - r["feature extraction"], r["margin vs best"]["feature extraction"]
+        fe_holds = fe_gap <= fe_margin  # feature extraction is the best or within noise of it
         tag = f"{r['domain']}, {r['train_images']:,} images"
-        fe, full, part = r["feature extraction"], r["full fine-tuning"], r["partial fine-tuning"]
         if r["train_images"] < 1000 and r["domain"].startswith("cat"):
-            ok = fe >= max(full, part) - 0.01
             out.append(
-                f"- {tag}: rule 'small + similar → feature extraction': "
-                f"{'agrees' if ok else 'disagrees'} (FE {fe:.1%}, partial {part:.1%}, full {full:.1%}; best: {best})."
+                f"- {tag}: rule 'small + similar → feature extraction': {'agrees' if fe_holds else 'disagrees'}: "
+                f"{_against(r, 'feature extraction')}."
             )
         elif r["train_images"] > 5000:
-            ok = full >= fe
             out.append(
                 f"- {tag}: rule 'large → fine-tuning beats feature extraction': "
-                f"{'agrees' if ok else 'disagrees'} (full {full:.1%} vs FE {fe:.1%}; best: {best})."
+                f"{'disagrees' if fe_holds else 'agrees'}: {_against(r, 'feature extraction')}."
             )
         else:
-            out.append(
-                f"- {tag}: best is {best} ({r[best]:.1%}); FE {fe:.1%}, partial {part:.1%}, full {full:.1%}, "
-                f"scratch {r['scratch']:.1%}."
-            )
+            out.append(f"- {tag}: {_against(r, best)}; {_against(r, 'feature extraction')}.")
         if r["domain"].startswith("digits"):
-            ok = max(part, full) > fe
             out.append(
-                f"  different domain: rule 'different domain → fine-tune more' {'agrees' if ok else 'disagrees'}."
+                f"  different domain: rule 'different domain → fine-tune more' {'disagrees' if fe_holds else 'agrees'}."
             )
-        gain = r["feature extraction"] - r["feature extraction (random backbone)"]
+        gain = r["feature extraction"] - r[CONTROL]
         out.append(
             f"  pretrained vs random frozen features: {gain * 100:+.1f} points; "
-            f"best pretrained strategy vs scratch: {(r[best] - r['scratch']) * 100:+.1f} points."
+            f"best pretrained strategy vs from scratch: {(r[best] - r['from scratch']) * 100:+.1f} points."
         )
     return out
 
@@ -136,7 +155,7 @@ NOTES = "<!-- notes: written by hand with figures from the scripts they name; ke
 
 
 def markdown(meta: dict, rows: list[dict], seconds: float) -> str:
-    cols = ["feature extraction (random backbone)"] + STRATEGIES
+    cols = [CONTROL, *STRATEGIES]
     head = "| domain | train images | epochs | " + " | ".join(cols) + " |"
     lines = [head, "|" + "---|" * (3 + len(cols))]
     for r in rows:
@@ -163,10 +182,14 @@ def markdown(meta: dict, rows: list[dict], seconds: float) -> str:
             "",
             "## Transfer (test accuracy; seconds in brackets)",
             "Cat vs dog is tested on all 2,000 CIFAR-10 test images of the two classes; digits on 500 held-out images. "
-            "Feature extraction trains a linear head on cached, standardised features. Every run uses the course "
-            "recipe "
-            "(`tlhelpers/recipe.py`), here for a fixed number of epochs and batch 64, evaluated once on the test set "
-            "after training (no validation split, no early stopping):",
+            "Every run uses the course recipe (`tlhelpers/recipe.py`, below) and the method of notebook 06: a "
+            "stratified 20% of the training images is held out for validation, the epoch with the best validation "
+            "loss is kept (early stopping with the recipe's patience; the epochs column is the most a run may take), "
+            "and the test set is scored once. Feature extraction trains a linear head on cached, standardised "
+            "features; the control column does the same on a randomly initialised backbone. Cat/dog fine-tuning "
+            "runs see horizontal flips; digits do not (a flipped digit is another shape). The rule-of-thumb "
+            "verdicts compare two strategies on the same test images, with the 95% margin of that paired "
+            "difference.",
             "",
             recipe_table(),
             "",
