@@ -27,3 +27,19 @@ def test_weights_name(capsys):
     assert nb00.check_weights_name("imagenet", other)
     assert not nb00.check_weights_name("course", other)
     assert not nb00.check_weights_name(None, course)
+
+
+def test_better_than_chance_follows_the_margin(capsys):
+    # 200 images: the 95% band around 50% is 50 +- 6.9 points
+    assert nb00.check_better_than_chance("can't tell", 0.53, 200)
+    assert nb00.check_better_than_chance("cannot tell", 0.45, 200)
+    assert not nb00.check_better_than_chance("better", 0.53, 200)
+    assert nb00.check_better_than_chance("better", 0.60, 200)
+    assert not nb00.check_better_than_chance("can't tell", 0.60, 200)
+    assert nb00.check_better_than_chance("Worse", 0.40, 200)
+    # the same 53% on 2,000 images is outside the narrower band (+- 2.2 points)
+    assert nb00.check_better_than_chance("better", 0.53, 2000)
+    assert "Correct" in capsys.readouterr().out
+    for wrong in ("", None, "maybe", 1):
+        assert not nb00.check_better_than_chance(wrong, 0.5, 200)
+    assert 'answer "better", "worse"' in capsys.readouterr().out

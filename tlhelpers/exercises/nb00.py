@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from . import report
 
-__all__ = ["check_logits_shape", "check_weights_name"]
+__all__ = ["check_logits_shape", "check_weights_name", "check_better_than_chance"]
 
 
 def check_logits_shape(answer, batch: int = 8, num_classes: int = 10) -> bool:
@@ -37,4 +37,25 @@ def check_weights_name(answer: str, model: nn.Module) -> bool:
         ok,
         f"this model carries the {truth} weights (its first convolution matches them).",
         'answer "course" or "imagenet": the line printed by tl.load_backbone says which it loaded.',
+    )
+
+
+def check_better_than_chance(answer: str, acc: float, n: int, chance: float = 0.5) -> bool:
+    """Exercise 3 (a decision): is an accuracy ``acc`` on ``n`` test images better than ``chance``?
+
+    The right answer follows from the 95% margin of a proportion, 1.96 * sqrt(p * (1 - p) / n) at p = chance:
+    "better" above chance + margin, "worse" below chance - margin, "can't tell" in between.
+    """
+    margin = 1.96 * (chance * (1 - chance) / n) ** 0.5
+    truth = "better" if acc > chance + margin else "worse" if acc < chance - margin else "can't tell"
+    given = (
+        answer.strip().lower().replace("cannot", "can't").replace("can not", "can't") if isinstance(answer, str) else ""
+    )
+    if given not in ("better", "worse", "can't tell"):
+        return report(False, "", 'answer "better", "worse" or "can\'t tell".')
+    return report(
+        given == truth,
+        f"{acc:.1%} on {n} images against chance {chance:.0%} ± {margin:.1%}: {truth}.",
+        f"compare {acc:.1%} with chance ({chance:.0%}) and its 95% margin on {n} images, "
+        "1.96 * sqrt(0.5 * 0.5 / n): outside the band is better or worse, inside it you can't tell.",
     )
