@@ -9,7 +9,8 @@ Policy: notebooks are committed without outputs, except code cells whose source 
     python tools/nbtool.py measure [--weights course|imagenet] [NB ...]
                                               run in full mode with those weights (default: course), record
                                               wall time and peak RAM of the kernel in docs/notebook_budgets.json
-                                              and in each notebook's header
+                                              and in each notebook's header; the executed notebooks
+                                              are kept in _executed/ (git-ignored) to read
     python tools/nbtool.py budgets [NB ...]   rewrite the header budget lines from docs/notebook_budgets.json
 """
 
@@ -29,6 +30,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 CHECK = "NBVAL_CHECK_OUTPUT"
+EXECUTED = ROOT / "_executed"  # full-mode notebooks as `measure` ran them (git-ignored)
 BUDGET_RE = re.compile(r"<!-- budget -->.*?<!-- /budget -->", re.S)
 
 
@@ -214,7 +216,9 @@ def cmd_measure(paths, weights: str = "course"):
     os.environ["TLHELPERS_WEIGHTS"] = weights
     try:
         for p in paths:
-            _, sec, gb = execute(p, quick=False)
+            nb, sec, gb = execute(p, quick=False)
+            EXECUTED.mkdir(exist_ok=True)
+            nbformat.write(nb, EXECUTED / p.name)  # to read the full-mode outputs against the prose
             data.setdefault(p.name, {})[weights] = {
                 "seconds_full_mode": round(sec, 1),
                 "peak_ram_gb": round(gb, 2),
