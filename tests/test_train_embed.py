@@ -200,3 +200,102 @@ def test_uint8_and_float_input_give_the_same_result_everywhere(cat_dog, course):
     a = train_step(copy.deepcopy(model), u8, labels, ["fc"], lr=0.0)
     b = train_step(copy.deepcopy(model), f32, labels, ["fc"], lr=0.0)
     assert a.loss == pytest.approx(b.loss, rel=1e-5)  # the simulator no longer divides float input by 255 again
+
+
+# ---------------------------------------------------------------- embed's optional fast paths (public API)
+
+
+def test_fold_bn_fast_path_gives_the_same_features(cat_dog):
+    import torch
+
+    import tlhelpers as tl
+    from tlhelpers.embed import fold_batchnorm
+
+    train, _ = cat_dog
+    model, preprocess = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
+    tl.freeze(model)
+    model.train()
+    images = train.images[:6]
+    ref, _ = tl.embed(model, images, preprocess, amp=False)
+    fast, _ = tl.embed(model, images, preprocess, amp=False, fold_bn=True)
+    assert fast.shape == ref.shape == (6, 512)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+    assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # model untouched
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert model.training  # folding traced the eval branch and put the mode back
+
+
+def test_fold_batchnorm_shares_what_it_does_not_fold_and_leaves_the_model_alone():
+    import copy
+
+    import torch
+    import torch.nn as nn
+    import torchvision
+
+    from tlhelpers.embed import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=3)
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(2):
+            model(torch.randn(8, 3, 64, 64))
+    before = copy.deepcopy(model.state_dict())
+    folded = fold_batchnorm(model, torch.bfloat16)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20 and all(c.weight.dtype == torch.bfloat16 and c.bias is not None for c in convs)
+    assert folded.fc is model.fc  # shared, not copied
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 20  # the model keeps its own layers
+    model.eval()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        ref = model(x)
+        out = fold_batchnorm(model)(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = folded(x).float()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    assert (low - ref).abs().max() < 0.05 * ref.abs().max()  # bf16 rounding, not a different function
+
+    class PreActivation(nn.Module):  # BatchNorm before the conv, and a conv whose output is also used raw
+        def __init__(self):
+            super().__init__()
+            self.bn0, self.conv, self.bn1 = nn.BatchNorm2d(3), nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(self.bn0(x))
+            return self.bn1(y) + y
+
+    pre = PreActivation().eval()
+    kept = fold_batchnorm(pre)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in kept.modules()) == 2  # nothing foldable: both stay
+    torch.testing.assert_close(kept(x), pre(x))
+
+    class DataDependent(PreActivation):  # torch.fx cannot trace this: the model itself is returned
+        def forward(self, x):
+            return self.bn1(self.conv(x)) if x.sum() > 0 else x
+
+    odd = DataDependent().eval()
+    assert fold_batchnorm(odd) is odd
+
+
+def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
+    import torch
+    from torchvision.transforms._presets import ImageClassification
+
+    from tlhelpers.embed import BatchPreprocess, fast_preprocess
+
+    images = cat_dog[1].images[:16]
+    for preset in (
+        ImageClassification(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
+        ImageClassification(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3),
+    ):  # downscaled
+        fast = fast_preprocess(preset)
+        assert isinstance(fast, BatchPreprocess)
+        ref, out = preset(images), fast(images)
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert (out - ref).abs().max().item() < 0.02  # only the preset's uint8 rounding of the resized image differs
+    odd = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)  # non-square: shorter side, then centre crop
+    preset = ImageClassification(crop_size=24, resize_size=28)
+    assert (fast_preprocess(preset)(odd) - preset(odd)).abs().max().item() < 0.02
+    assert fast_preprocess(abs) is abs  # anything else is returned unchanged
