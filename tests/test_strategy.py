@@ -124,3 +124,23 @@ def test_exercise_checks(capsys):
     assert not check_biggest_gain(results, "a", better=PFT, than=FFT)
     out = capsys.readouterr().out
     assert "ZeroDivisionError" in out and "✅" in out
+
+
+def test_strategy_choice_follows_the_mean_over_seeds(capsys):
+    from tlhelpers.exercises.nb06 import check_strategy_choice
+
+    # seed 0 alone ranks full fine-tuning first; the mean over three seeds ranks partial first
+    by_seed = {
+        ("cat/dog small", FE): [0.57, 0.54, 0.59],
+        ("cat/dog small", PFT): [0.60, 0.62, 0.61],
+        ("cat/dog small", FFT): [0.63, 0.55, 0.57],
+        ("digits small", FE): [0.9, 0.9, 0.9],
+    }
+    assert check_strategy_choice("partial fine-tuning", by_seed)
+    assert "was the best run with 2 of 3 seeds" in capsys.readouterr().out
+    assert check_strategy_choice("Partial fine tuning", by_seed)
+    assert not check_strategy_choice("full fine-tuning", by_seed)
+    assert "means over all the seeds" in capsys.readouterr().out
+    assert not check_strategy_choice("scratch", by_seed)
+    assert not check_strategy_choice("partial fine-tuning", {})
+    assert check_strategy_choice("feature extraction", by_seed, target="digits small")

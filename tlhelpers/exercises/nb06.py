@@ -7,7 +7,7 @@ from typing import Callable
 from ..strategy import recommend_strategy
 from . import report
 
-__all__ = ["SITUATIONS", "check_situations", "check_flowchart", "check_biggest_gain"]
+__all__ = ["SITUATIONS", "check_situations", "check_flowchart", "check_biggest_gain", "check_strategy_choice"]
 
 # Exercise 1: described situations -> (n_images, similarity, budget) for recommend_strategy
 SITUATIONS = {
@@ -78,4 +78,27 @@ def check_biggest_gain(
         answer == best,
         f"{better} did best against {than} on {best!r} ({better} minus {than}: {ranked}).",
         f"compute {better} minus {than} for each row of the table, and take the largest.",
+    )
+
+
+def check_strategy_choice(answer, by_seed: dict, target: str = "cat/dog small") -> bool:
+    """Exercise 4 (a decision): the strategy to run first on ``target``, judged from runs with several seeds.
+
+    ``by_seed[(target, strategy)]`` is the list of test accuracies over the seeds. The right answer is the
+    strategy with the best mean over the seeds, computed from the learner's own runs.
+    """
+    runs = {s: v for (t, s), v in by_seed.items() if t == target} if isinstance(by_seed, dict) else {}
+    if not runs:
+        return report(False, "", f"pass the notebook's `by_seed` dict, which holds the runs of {target!r}.")
+    if _norm(answer) not in runs:
+        return report(False, "", f"answer with one of {', '.join(map(repr, runs))}.")
+    means = {s: sum(v) / len(v) for s, v in runs.items()}
+    best = max(means, key=means.get)
+    wins = sum(max(runs, key=lambda s: runs[s][i]) == best for i in range(len(runs[best])))
+    summary = ", ".join(f"{s} {m:.1%}" for s, m in sorted(means.items(), key=lambda kv: -kv[1]))
+    return report(
+        _norm(answer) == best,
+        f"{best} has the best mean over the seeds ({summary}) and was the best run with {wins} of "
+        f"{len(runs[best])} seeds.",
+        "compare the means over all the seeds (one seed's ranking can flip), not the flowchart's answer.",
     )
