@@ -62,7 +62,7 @@ def check_flowchart(fn: Callable[[int, str, str], str]) -> bool:
 def check_biggest_gain(
     results: dict, answer, better: str = "full fine-tuning", than: str = "feature extraction"
 ) -> bool:
-    """Exercise 3: the target set (a key of ``results``) where strategy ``better`` gained most over ``than``.
+    """Exercise 4: the target set (a key of ``results``) where strategy ``better`` gained most over ``than``.
 
     ``results[key][strategy]`` is the measured test accuracy; the right answer is computed from them.
     """
@@ -82,7 +82,7 @@ def check_biggest_gain(
 
 
 def check_strategy_choice(answer, by_seed: dict, target: str = "cat/dog small") -> bool:
-    """Exercise 4 (a decision): the strategy to run first on ``target``, judged from runs with several seeds.
+    """Exercise 3 (a decision): the strategy to run first on ``target``, judged from runs with several seeds.
 
     ``by_seed[(target, strategy)]`` is the list of test accuracies over the seeds. The right answer is the
     strategy with the best mean over the seeds, computed from the learner's own runs.
