@@ -82,7 +82,8 @@ class _Selection:
         return self.patience is not None and self.waited >= self.patience
 
     def finish(self, history: list[dict]) -> dict | None:
-        """Mark the chosen epoch ``"best": True`` and, with ``keep_best``, put its weights back; return it."""
+        """Mark the chosen epoch ``"best": True``; with ``keep_best``, put its weights back if a later epoch
+        changed them, and return its record (None when nothing was restored)."""
         if self.best is None:
             return None
         self.best["best"] = True
