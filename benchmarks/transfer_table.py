@@ -36,7 +36,7 @@ def run_strategy(strategy: str, train, test, augment=None, weights: str = "cours
     weights = "random" if r.weights == "random" else weights
     tl.set_seed(seed)  # a random backbone's initial weights
     model, pre = tl.load_backbone("resnet18", weights=weights, verbose=False)
-    tl.set_seed(seed)  # again: flips and dropout then draw the same numbers as notebook 06's runs
+    tl.set_seed(seed)  # again: the flips then draw the same numbers as in notebook 06's runs
     epochs = tl.epochs_for(len(train))  # from the size of the whole training set, as in notebook 06
     train, val = tl.train_val_split(train, val_fraction=0.2, seed=seed)
     model = tl.replace_head(model, len(train.classes), seed=seed)

@@ -10,6 +10,7 @@ from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, lr_text
 __all__ = [
     "Recommendation",
     "recommend_strategy",
+    "size_band",
     "SMALL",
     "LARGE",
     "HEAD_LR",
@@ -88,6 +89,11 @@ _LEAVES = {
 }
 
 
+def size_band(n_images: int) -> str:
+    """The flowchart's first question: "small" (< SMALL images), "large" (> LARGE) or "medium"."""
+    return "small" if n_images < SMALL else "large" if n_images > LARGE else "medium"
+
+
 def recommend_strategy(n_images: int, similarity: str = "similar", budget: str = "ample") -> Recommendation:
     """Dataset size, similarity to the pretraining domain, and compute budget -> a strategy with its reason.
 
@@ -101,7 +107,7 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
     if budget not in ("limited", "ample"):
         raise ValueError(f"budget must be 'limited' or 'ample', got {budget!r}")
     n_images = int(n_images)
-    size = "small" if n_images < SMALL else "large" if n_images > LARGE else "medium"
+    size = size_band(n_images)
     similar = similarity == "similar"
     s, scen, why = _LEAVES[size, similar]
     if budget == "limited" and s != "feature extraction":

@@ -15,7 +15,7 @@ from matplotlib.ticker import NullFormatter
 
 from .recipe import STRATEGY_COLORS
 from .simulator import StepReport
-from .strategy import LARGE, SMALL, Recommendation, recommend_strategy
+from .strategy import LARGE, SMALL, Recommendation, recommend_strategy, size_band
 
 __all__ = [
     "plot_history",
@@ -379,8 +379,7 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
     ]
     sel = None
     if highlight is not None:
-        n = highlight.n_images
-        sel = ("small" if n < SMALL else "large" if n > LARGE else "medium", highlight.similarity, highlight.budget)
+        sel = (size_band(highlight.n_images), highlight.similarity, highlight.budget)
 
     def box(x, y, text, color="#444444", on=True, fill=False, w=None, size=9):
         alpha = 1.0 if on else 0.25
