@@ -9,7 +9,9 @@
 * ``bundle export FILE`` / ``bundle import FILE``: the whole cache as one file for classrooms
   without network: an instructor exports it once and copies it to every student machine. Every
   file carries a sha256 in the bundle's manifest; a damaged bundle is rejected before anything
-  is written.
+  is written (exit 2). A bundle that ``bundle export`` cannot have written (links, paths that leave
+  the cache, files not in the manifest, over ``settings.BUNDLE_MAX_BYTES``/``BUNDLE_MAX_FILES``) is
+  refused as unsafe (exit 3); every header is checked before anything is extracted.
 * ``pretrain``: rebuild the offline course backbone (see :mod:`tlhelpers.pretrain`).
 
 Where things go: ``$TLHELPERS_HOME`` (default ``~/.cache/tlhelpers``) for data, torch's hub
@@ -20,24 +22,28 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import settings
 from .errors import first_line
 
 EXIT_NOT_READY = 1
 EXIT_MISSING = 2
+EXIT_REFUSED = 3  # a bundle that is not safe to import (hostile, not damaged)
 BUNDLE_FORMAT = "tlhelpers-bundle-1"
 CIFAR_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 RUNTIME_DISTS = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm", "ipywidgets")
@@ -405,7 +411,13 @@ def bundle_export(path: Path) -> int:
     kwargs = {"mode": "w:gz", "compresslevel": 6} if path.name.endswith((".gz", ".tgz")) else {"mode": "w"}
     with tarfile.open(tmp, **kwargs) as tf:
         data = json.dumps(
-            {"format": BUNDLE_FORMAT, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "files": manifest}, indent=0
+            {
+                "format": BUNDLE_FORMAT,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "files": manifest,
+                "sizes": {rel: f.stat().st_size for rel, f in files.items()},  # checked against the tar headers
+            },
+            indent=0,
         ).encode()
         info = tarfile.TarInfo("MANIFEST.json")
         info.size, info.mtime = len(data), int(time.time())
@@ -422,50 +434,183 @@ def bundle_export(path: Path) -> int:
     return 0
 
 
-def bundle_import(path: Path) -> int:
-    from .data import safe_extract
+class BundleRefused(Exception):
+    """A bundle that `bundle export` cannot have written: links, paths leaving the cache, caps exceeded, bad schema."""
 
+
+class BundleDamaged(Exception):
+    """A bundle that is truncated, corrupted in transit, or not a bundle at all."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n:,} bytes"
+
+
+def _member_kind(m: tarfile.TarInfo) -> str | None:
+    """None for a regular file or a folder, else what the member is (named in the refusal)."""
+    if m.isreg() and not m.issparse():
+        return None
+    if m.isdir():
+        return None
+    kinds = [
+        (m.issym, "a symbolic link"),
+        (m.islnk, "a hard link"),
+        (m.isfifo, "a FIFO"),
+        (m.ischr, "a character device"),
+    ]
+    kinds += [(m.isblk, "a block device"), (m.issparse, "a sparse file")]
+    return next((what for test, what in kinds if test()), f"of tar type {m.type!r}")
+
+
+def _bundle_target(rel: object, roots: dict[str, Path]) -> Path:
+    """Where a manifest key goes: refused unless a plain relative POSIX path inside a known root."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
+        raise BundleRefused(f"the key {rel!r} in its MANIFEST.json is not a plain relative path")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or p.as_posix() != rel or any(part in ("", ".", "..") for part in p.parts):
+        raise BundleRefused(f"the key {rel!r} in its MANIFEST.json is not a plain relative path")
+    section = p.parts[0]
+    # checkpoints: only files directly in torch hub's folder (never e.g. checkpoints/x/hubconf.py)
+    if section not in roots or len(p.parts) < 2 or (section == "checkpoints" and len(p.parts) != 2):
+        known = ", ".join(f"{s}/" for s in sorted(roots))
+        folders = " (checkpoints/ holds no folders)" if section == "checkpoints" else ""
+        raise BundleRefused(f"{rel!r} is not inside one of {known}{folders}")
+    root = roots[section].resolve()
+    out = (root / Path(*p.parts[1:])).resolve()
+    if not out.is_relative_to(root) or out == root:
+        raise BundleRefused(f"{rel!r} would land outside {root}")
+    return out
+
+
+def _read_manifest(tf: tarfile.TarFile, m: tarfile.TarInfo) -> tuple[dict[str, str], dict[str, int]]:
+    """MANIFEST.json's files (path -> sha256) and sizes, checked: hostile if malformed, damaged if unreadable."""
+    if _member_kind(m) or m.isdir():
+        raise BundleRefused("its MANIFEST.json is not a regular file")
+    if m.size > settings.BUNDLE_MAX_MANIFEST_BYTES:
+        raise BundleRefused(f"its MANIFEST.json is larger than {_mb(settings.BUNDLE_MAX_MANIFEST_BYTES)}")
+    raw = tf.extractfile(m).read(settings.BUNDLE_MAX_MANIFEST_BYTES + 1)
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise BundleDamaged(f"its MANIFEST.json is not valid JSON ({first_line(e)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleDamaged(f"its MANIFEST.json is not a {BUNDLE_FORMAT} manifest")
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise BundleRefused("'files' in its MANIFEST.json is not a mapping of path to sha256")
+    if not files:
+        raise BundleRefused("its MANIFEST.json lists no files")
+    for rel, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise BundleRefused(f"the checksum of {rel!r} in its MANIFEST.json is not a sha256 (64 hex digits)")
+    sizes = meta.get("sizes")
+    if sizes is not None and not (
+        isinstance(sizes, dict)
+        and sizes.keys() == files.keys()
+        and all(type(n) is int and n >= 0 for n in sizes.values())
+    ):
+        raise BundleRefused("'sizes' in its MANIFEST.json is not a size in bytes (int) for each file")
+    return files, sizes or {}
+
+
+def _check_bundle(tf: tarfile.TarFile, roots: dict[str, Path]):
+    """Every header read and checked, nothing extracted: (manifest, targets, file members by key)."""
+    members: dict[str, tarfile.TarInfo] = {}
+    manifest_member = None
+    total = count = 0
+    for m in tf:  # headers one by one: a bomb is stopped at the first header past a cap, before its data is read
+        if (kind := _member_kind(m)) is not None:
+            raise BundleRefused(f"{m.name!r} is {kind}")
+        if m.name == "MANIFEST.json":
+            if manifest_member is not None:
+                raise BundleRefused("'MANIFEST.json' appears twice")
+            manifest_member = m
+            continue
+        if m.isdir():
+            continue
+        if m.name in members:
+            raise BundleRefused(f"{m.name!r} appears twice")
+        members[m.name] = m
+        total, count = total + m.size, count + 1
+        if count > settings.BUNDLE_MAX_FILES:
+            raise BundleRefused(f"it holds more than {settings.BUNDLE_MAX_FILES:,} files")
+        if total > settings.BUNDLE_MAX_BYTES:
+            raise BundleRefused(f"it unpacks to more than {_mb(settings.BUNDLE_MAX_BYTES)}")
+    if manifest_member is None:
+        raise BundleDamaged("it is not a tlhelpers bundle (no MANIFEST.json)")
+    files, sizes = _read_manifest(tf, manifest_member)
+    targets = {rel: _bundle_target(rel, roots) for rel in files}
+    if len(set(targets.values())) != len(targets):
+        raise BundleRefused("two keys of its MANIFEST.json name the same file")
+    for name, m in members.items():
+        if name not in files:
+            raise BundleRefused(f"{name!r} is not listed in its MANIFEST.json")
+        if name in sizes and sizes[name] != m.size:
+            raise BundleRefused(f"the tar header of {name!r} and its MANIFEST.json disagree on its size")
+    return files, targets, members
+
+
+def _extract_verified(tf, files, members, staging: Path) -> list[str]:
+    """Stream each listed member into ``staging`` (flat numbered files), hashing as it goes; return the failures."""
+    bad, total = [], 0
+    for i, (rel, digest) in enumerate(_progress(files.items(), len(files), "verifying")):
+        m = members.get(rel)
+        if m is None:
+            bad.append(rel)
+            continue
+        h, n = hashlib.sha256(), 0
+        src = tf.extractfile(m)
+        with open(staging / str(i), "xb") as out:
+            while chunk := src.read(1 << 20):
+                n, total = n + len(chunk), total + len(chunk)
+                if total > settings.BUNDLE_MAX_BYTES:
+                    raise BundleRefused(f"it unpacks to more than {_mb(settings.BUNDLE_MAX_BYTES)}")
+                h.update(chunk)
+                out.write(chunk)
+        if n != m.size or h.hexdigest() != digest:
+            bad.append(rel)
+    return bad
+
+
+def bundle_import(path: Path) -> int:
     if not path.is_file():
         return _fail(f"bundle not found: {path}")
-    targets = _bundle_sources()
-    staging_parent = targets["cifar10-jpg"].parent
-    staging_parent.mkdir(parents=True, exist_ok=True)
+    roots = _bundle_sources()
+    cache = settings.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=staging_parent, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
-            tmp = Path(tmpdir)
-            safe_extract(tf, tmp)
-            try:
-                meta = json.loads((tmp / "MANIFEST.json").read_text())
-                assert meta["format"] == BUNDLE_FORMAT
-                manifest: dict[str, str] = meta["files"]
-            except (OSError, ValueError, KeyError, TypeError, AssertionError):
-                return _fail(f"{path} is not a tlhelpers bundle (no valid MANIFEST.json)")
-            unknown = sorted({rel.split("/")[0] for rel in manifest} - set(targets))
-            if unknown:
-                return _fail(f"{path} has unknown sections {unknown}: it was made by a newer tlhelpers; upgrade it")
-            bad = [
-                rel
-                for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
-                if not (tmp / rel).is_file() or settings.sha256_file(tmp / rel) != digest
-            ]
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
+            staging = Path(tmpdir)
+            files, targets, members = _check_bundle(tf, roots)
+            bad = _extract_verified(tf, files, members, staging)
             if bad:
                 return _fail(
-                    f"bundle damaged: {len(bad):,} of {len(manifest):,} files missing or failing their sha256 "
-                    f"(first: {bad[0]}); nothing was imported. Copy the bundle again or export a new one"
+                    f"bundle damaged: {len(bad):,} of {len(files):,} files missing or failing their sha256 "
+                    f"(first: {bad[0]}); nothing was imported. Copy it again or export a new one"
                 )
-            for rel in manifest:  # everything verified: now move into place
-                section, _, sub = rel.partition("/")
-                out = targets[section] / sub
+            for i, rel in enumerate(files):  # everything verified: now move into place
+                out = targets[rel]
                 out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(tmp / rel), out)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                shutil.move(str(staging / str(i)), out)
+    except BundleRefused as e:
+        return _fail(
+            f"refused: {path} is not safe to import ({e}); nothing was imported. "
+            "Export a new bundle with `bundle export` on a machine you trust.",
+            EXIT_REFUSED,
+        )
+    except BundleDamaged as e:
+        return _fail(f"cannot use bundle {path}: {e}; copy it again or export a new one. Nothing was imported")
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         why = first_line(e).rstrip(":")
         return _fail(
             f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
             "copy it again or export a new one. Nothing was imported"
         )
-    sections = sorted({rel.split("/")[0] for rel in manifest})
-    print(f"imported {len(manifest):,} files, sha256 verified: " + ", ".join(f"{s} -> {targets[s]}" for s in sections))
+    sections = sorted({rel.split("/")[0] for rel in files})
+    print(f"imported {len(files):,} files, sha256 verified: " + ", ".join(f"{s} -> {roots[s]}" for s in sections))
     print("check with: python -m tlhelpers doctor")
     return 0
 

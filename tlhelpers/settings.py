@@ -42,6 +42,11 @@ SETTINGS = (
     ("TLHELPERS_MALLOC_TUNE", "0: make tl.device.reuse_freed_memory() a no-op", "1"),
     ("TLHELPERS_ARCHIVE", "the course's cifar10-jpg.tar.gz", "../shared/data/cifar10-jpg.tar.gz"),
 )
+# Caps of `bundle import`, in real (decompressed) bytes and files: the full cache is about 0.5 GB in 60,000 files.
+BUNDLE_MAX_BYTES = 4 << 30
+BUNDLE_MAX_FILES = 200_000
+BUNDLE_MAX_MANIFEST_BYTES = 64 << 20
+
 _NAMES = {name for name, _, _ in SETTINGS}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
