@@ -72,13 +72,8 @@ def _progress(iterable, total: int, desc: str):
 # ---------------------------------------------------------------- where things live
 
 
-def _course_archive() -> Path | None:
-    """The course's cifar10-jpg.tar.gz if one is at hand ($TLHELPERS_ARCHIVE or ../shared/data beside the repo)."""
-    return settings.archive()
-
-
 def _archive_remedy() -> str:
-    found = _course_archive()
+    found = settings.archive()
     return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + (
         "" if found else " (the course's JPEG copy)"
     )
@@ -99,9 +94,7 @@ def _cifar_folder_complete(root: Path) -> bool:
 
 
 def _torchvision_cifar_root() -> Path:
-    from .data import cache_dir
-
-    return cache_dir() / "torchvision"
+    return settings.torchvision_cifar_root()
 
 
 def _torchvision_cifar_ok(root: Path) -> bool:
@@ -144,9 +137,9 @@ def _cifar_remedies() -> tuple[str, ...]:
 
 def status() -> list[Item]:
     """Everything the notebooks use, checked on disk (no network)."""
-    from .data import cifar_dir
     from .models import course_backbone_info, course_state_dict, imagenet_weights_path
 
+    cifar_dir = settings.cifar_dir
     items = []
     try:
         course_state_dict()
@@ -226,9 +219,9 @@ def _versions() -> list[tuple[str, str | None]]:
 
 
 def cmd_doctor(args) -> int:
-    from .data import cache_dir, cifar_dir
     from .device import fast_cpu_autocast, get_device
 
+    cache_dir, cifar_dir = settings.cache_dir(), settings.cifar_dir()
     print(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}")
     versions = _versions()
     print("  " + ", ".join(f"{d} {v}" for d, v in versions if v))
@@ -239,27 +232,36 @@ def cmd_doctor(args) -> int:
                 + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
                 + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"])
             )
-    try:
-        get_device()
-    except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
-        print(f"  [problem] {e}")
+    bad_settings = settings.problems()  # the same checks the package makes when a notebook reads each setting
+    for line in bad_settings:
+        print(f"  [problem] {line}")
+    blocking = [line.split("=")[0].lstrip("$") for line in bad_settings]
+    if "TLHELPERS_DEVICE" not in blocking:
+        try:
+            get_device()
+        except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
+            print(f"  [problem] {e}")
+            blocking.append("TLHELPERS_DEVICE")
     print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
     env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
-    print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {settings.hub_checkpoints()}")
+    print(f"Cache: {cache_dir} | CIFAR-10 folder: {cifar_dir} | weights: {settings.hub_checkpoints()}")
     if env:
         print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
-    free = shutil.disk_usage(next(p for p in [cache_dir(), *cache_dir().parents] if p.exists())).free
+    free = shutil.disk_usage(next(p for p in [cache_dir, *cache_dir.parents] if p.exists())).free
     print(f"  free disk space there: {free / 1e9:.1f} GB (the full cache takes about 0.5 GB)")
     items = status()
     for it in items:
         tag = "ok" if it.ok else ("missing" if it.required else "not cached")
         print(f"  [{tag}] {it.name}: {it.detail}" + ("" if it.ok else _remedy_lines(it.remedies)))
-    blocking = [it.name for it in items if it.required and not it.ok]
-    blocking += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
-    if blocking:
+    missing = [it.name for it in items if it.required and not it.ok]
+    missing += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
+    if blocking or missing:
+        why = "; ".join(
+            f"{verb} {', '.join(names)}" for verb, names in (("fix", blocking), ("missing", missing)) if names
+        )
         print(
-            f"Not ready: missing {', '.join(blocking)}. Apply a remedy for each, then run `python -m tlhelpers "
-            f"doctor` again."
+            f"Not ready: {why}. Apply the remedy printed for each, then run `bash course.sh doctor` "
+            "(or `python -m tlhelpers doctor` in the course's environment) again."
         )
         return EXIT_NOT_READY
     imagenet = next(it for it in items if it.name.startswith("ImageNet")).ok
@@ -278,7 +280,7 @@ def _prefetch_weights() -> str | None:
     import torch
     import torchvision
 
-    from .models import imagenet_weights_path, offline
+    from .models import imagenet_weights_path
 
     path = imagenet_weights_path("resnet18")
     if settings.hub_file_ok(path):
@@ -288,7 +290,7 @@ def _prefetch_weights() -> str | None:
         print(f"ImageNet ResNet18 weights at {path} fail their checksum: downloading again")
         path.unlink()
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if settings.offline() else None
     if why is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = settings.hub_hash_prefix(path.name)
@@ -307,9 +309,7 @@ def _prefetch_weights() -> str | None:
 
 def _prefetch_cifar() -> str | None:
     """Download (or verify) CIFAR-10 through torchvision, unless the JPEG folder is already complete."""
-    from .data import cifar_dir
-    from .models import offline
-
+    cifar_dir = settings.cifar_dir
     if _cifar_folder_complete(cifar_dir()):
         print(f"CIFAR-10: the JPEG folder is complete ({cifar_dir()}); nothing to download")
         return None
@@ -317,7 +317,7 @@ def _prefetch_cifar() -> str | None:
     if (root / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(root):
         print(f"CIFAR-10: present, md5 verified ({root / 'cifar-10-batches-py'})")
         return None
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if settings.offline() else None
     if why is None:
         from torchvision.datasets import CIFAR10
 
@@ -371,10 +371,8 @@ def _bundle_sources() -> dict[str, Path]:
     """Bundle section name -> cache folder it comes from and goes back to."""
     from torchvision.datasets import CIFAR10
 
-    from .data import cifar_dir
-
     return {
-        "cifar10-jpg": cifar_dir(),
+        "cifar10-jpg": settings.cifar_dir(),
         "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
         "checkpoints": settings.hub_checkpoints(),
     }
@@ -624,9 +622,9 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .data import cifar_dir
     from .pretrain import pretrain
 
+    cifar_dir = settings.cifar_dir
     if not (cifar_dir() / "train").is_dir():
         return _fail(f"pretraining needs the CIFAR-10 JPEG folder at {cifar_dir()}: {_archive_remedy()}")
     pretrain(args.out, epochs=args.epochs, size=args.size, seed=args.seed, probe_every=args.probe_every)
@@ -663,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
+    except settings.SettingError as e:  # a TLHELPERS_* variable the package cannot use: one line, no traceback
+        return _fail(str(e), EXIT_NOT_READY)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 
