@@ -298,3 +298,19 @@ def test_real_bytes_are_capped_while_extracting(cache, capsys, monkeypatch):
     assert main(["bundle", "import", str(bundle)]) == EXIT_REFUSED
     assert "it unpacks to more than 1,000 bytes" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_export_stores_a_symlinked_file_as_a_regular_file(cache, capsys, tmp_path, monkeypatch):
+    """The import refuses links, so the export must never write one, even from a cache that has some."""
+    _, home, _, outside = cache
+    real = outside / "real.jpg"
+    real.write_bytes(b"\xff\xd8 real")
+    (home / "cifar10-jpg" / "train").mkdir()
+    (home / "cifar10-jpg" / "train" / "linked.jpg").symlink_to(real)
+    bundle = tmp_path / "mine.tar.gz"
+    assert main(["bundle", "export", str(bundle)]) == 0
+    with tarfile.open(bundle) as tf:
+        assert all(m.isreg() for m in tf.getmembers())
+    monkeypatch.setenv("TLHELPERS_HOME", str(tmp_path / "other"))
+    assert main(["bundle", "import", str(bundle)]) == 0
+    assert (tmp_path / "other" / "cifar10-jpg" / "train" / "linked.jpg").read_bytes() == b"\xff\xd8 real"

@@ -407,7 +407,8 @@ def bundle_export(path: Path) -> int:
     tmp = path.with_name(path.name + ".partial")
     # gzip mostly removes tar's per-file padding (60,000 small JPEGs: about 90 MB as .tar, 20 MB as .tar.gz)
     kwargs = {"mode": "w:gz", "compresslevel": 6} if path.name.endswith((".gz", ".tgz")) else {"mode": "w"}
-    with tarfile.open(tmp, **kwargs) as tf:
+    # dereference: a symlinked file in the cache goes in as a regular file (import refuses links of any kind)
+    with tarfile.open(tmp, dereference=True, **kwargs) as tf:
         data = json.dumps(
             {
                 "format": BUNDLE_FORMAT,
