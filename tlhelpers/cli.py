@@ -553,23 +553,23 @@ def _check_bundle(tf: tarfile.TarFile, roots: dict[str, Path]):
 
 
 def _extract_verified(tf, files, members, staging: Path) -> list[str]:
-    """Stream each listed member into ``staging`` (flat numbered files), hashing as it goes; return the failures."""
-    bad, total = [], 0
-    for i, (rel, digest) in enumerate(_progress(files.items(), len(files), "verifying")):
-        m = members.get(rel)
-        if m is None:
-            bad.append(rel)
-            continue
+    """Stream each listed member into ``staging`` (``staging/<index in files>``), hashing as it goes, in the
+    tar's own order (one forward pass through a compressed stream); return the keys missing or failing."""
+    index = {rel: i for i, rel in enumerate(files)}
+    bad, total = sorted(set(files) - set(members)), 0
+    present = sorted((m.offset, rel) for rel, m in members.items())
+    for _, rel in _progress(present, len(present), "verifying"):
+        m = members[rel]
         h, n = hashlib.sha256(), 0
         src = tf.extractfile(m)
-        with open(staging / str(i), "xb") as out:
+        with open(staging / str(index[rel]), "xb") as out:
             while chunk := src.read(1 << 20):
                 n, total = n + len(chunk), total + len(chunk)
                 if total > settings.BUNDLE_MAX_BYTES:
                     raise BundleRefused(f"it unpacks to more than {_mb(settings.BUNDLE_MAX_BYTES)}")
                 h.update(chunk)
                 out.write(chunk)
-        if n != m.size or h.hexdigest() != digest:
+        if n != m.size or h.hexdigest() != files[rel]:
             bad.append(rel)
     return bad
 
