@@ -314,3 +314,14 @@ def test_export_stores_a_symlinked_file_as_a_regular_file(cache, capsys, tmp_pat
     monkeypatch.setenv("TLHELPERS_HOME", str(tmp_path / "other"))
     assert main(["bundle", "import", str(bundle)]) == 0
     assert (tmp_path / "other" / "cifar10-jpg" / "train" / "linked.jpg").read_bytes() == b"\xff\xd8 real"
+
+
+def test_a_newer_format_asks_for_an_upgrade_not_a_copy(cache, capsys):
+    tmp_path, *_ = cache
+    raw = json.dumps({"format": "tlhelpers-bundle-2", "files": {"cifar10-jpg/a.jpg": _sha(b"a")}}).encode()
+    bundle = write_bundle(tmp_path / "b.tar", [_file("cifar10-jpg/a.jpg", b"a")], manifest_raw=raw)
+    before = snapshot(tmp_path)
+    assert main(["bundle", "import", str(bundle)]) == EXIT_MISSING
+    err = capsys.readouterr().err
+    assert "it is a tlhelpers-bundle-2 bundle, made by a newer tlhelpers" in err and "Upgrade the course package" in err
+    assert snapshot(tmp_path) == before

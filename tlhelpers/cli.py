@@ -441,6 +441,10 @@ class BundleDamaged(Exception):
     """A bundle that is truncated, corrupted in transit, or not a bundle at all."""
 
 
+class BundleNewer(Exception):
+    """A bundle in a later format than this tlhelpers reads."""
+
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -495,7 +499,10 @@ def _read_manifest(tf: tarfile.TarFile, m: tarfile.TarInfo) -> tuple[dict[str, s
         meta = json.loads(raw)
     except ValueError as e:
         raise BundleDamaged(f"its MANIFEST.json is not valid JSON ({first_line(e)})") from None
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("tlhelpers-bundle-") and fmt != BUNDLE_FORMAT:
+        raise BundleNewer(f"it is a {fmt} bundle, made by a newer tlhelpers; this one reads {BUNDLE_FORMAT}")
+    if fmt != BUNDLE_FORMAT:
         raise BundleDamaged(f"its MANIFEST.json is not a {BUNDLE_FORMAT} manifest")
     files = meta.get("files")
     if not isinstance(files, dict):
@@ -600,6 +607,8 @@ def bundle_import(path: Path) -> int:
             "Export a new bundle with `bundle export` on a machine you trust.",
             EXIT_REFUSED,
         )
+    except BundleNewer as e:
+        return _fail(f"cannot use bundle {path}: {e}. Upgrade the course package (git pull, then pip install -e .)")
     except BundleDamaged as e:
         return _fail(f"cannot use bundle {path}: {e}; copy it again or export a new one. Nothing was imported")
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
