@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
-# The course's two commands (see README):
-#   bash course.sh lab    set up (first time) and open the course in JupyterLab
-#   bash course.sh test   set up (first time) and run the whole test suite, notebooks included
-#   bash course.sh site   build the course website into _site/html (executes the notebooks; cached)
-#   bash course.sh site serve   serve the built website on http://127.0.0.1:8000 (TL_SITE_PORT)
+# The course's commands (see README; `bash course.sh help` prints the usage below).
 # Environment: TL_VENV (virtualenv folder, default .venv), TL_PYTHON (python to create it with),
 # TL_TORCH (pip spec for PyTorch), TLHELPERS_ARCHIVE (a cifar10-jpg.tar.gz to use offline),
 # TLHELPERS_HOME (data cache, default ~/.cache/tlhelpers).
 set -euo pipefail
 cd "$(dirname "$0")"
+
+usage() {
+  cat <<'USAGE'
+usage: bash course.sh COMMAND [ARGS...]
+
+  lab          set up (first time) and open the course in JupyterLab, at notebooks/00_welcome.ipynb
+  test         set up (first time) and run the whole test suite: ruff, tests, every notebook in quick
+               mode, and the browser tests where Chromium is found (about 16-18 min on 2 cores)
+  doctor       set up (first time) and check this machine: versions, device, settings, cached data
+               and weights, with a remedy for anything missing (exit 0 ready, 1 not ready)
+  site         build the course website into _site/html (executes the notebooks; cached)
+  site serve   serve the built website on http://127.0.0.1:8000 (TL_SITE_PORT)
+  help         this message
+
+The first setup creates .venv and downloads PyTorch: about 5.5 GB (the CUDA build) on x86_64 Linux
+from PyPI. On a machine without an NVIDIA GPU, the CPU-only build is much smaller:
+  TL_TORCH="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu" bash course.sh lab
+Environment: TL_VENV (default .venv), TL_PYTHON, TL_TORCH, TLHELPERS_ARCHIVE, TLHELPERS_HOME (README, Settings).
+USAGE
+}
+
 cmd=${1:-}
-case "$cmd" in lab|test|site) ;; *) echo "usage: bash course.sh lab|test|site [serve]" >&2; exit 2 ;; esac
+case "$cmd" in
+  lab|test|doctor|site) ;;
+  help|-h|--help) usage; exit 0 ;;
+  *) usage >&2; echo >&2
+     if [ -n "$cmd" ]; then echo "error: unknown command '$cmd': see the usage above" >&2
+     else echo "error: no command given: see the usage above" >&2; fi
+     exit 2 ;;
+esac
 shift
 
 SITE_OUT=${TL_SITE_OUT:-_site}
@@ -34,11 +58,22 @@ fi
 VPY="$VENV/bin/python"
 if ! "$VPY" -c "import torch, torchvision" 2>/dev/null; then
   echo "==> installing PyTorch ($TORCH)"
-  "$VPY" -m pip install -q --disable-pip-version-check $TORCH
+  if [ -z "${TL_TORCH:-}" ] && [ "$(uname -sm)" = "Linux x86_64" ]; then
+    echo "    this is the CUDA build from PyPI: about 5.5 GB to download and install. Without an NVIDIA GPU, stop"
+    echo "    (Ctrl-C) and use the CPU-only build instead (see README):"
+    echo "    TL_TORCH=\"$TORCH --index-url https://download.pytorch.org/whl/cpu\" bash course.sh $cmd"
+  fi
+  "$VPY" -m pip install --disable-pip-version-check --progress-bar on $TORCH  # no -q: the download is large
 fi
-if ! "$VPY" -c "import tlhelpers, nbval, jupyterlab" 2>/dev/null || [ ! -x "$VENV/bin/ruff" ]; then
-  echo "==> installing the course package and its tools"
-  "$VPY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+extras=dev
+[ "$cmd" = test ] && extras=dev,e2e  # Playwright, for the browser tests (they skip, saying why, without Chromium)
+if ! "$VPY" -c "import tlhelpers, nbval, jupyterlab" 2>/dev/null || [ ! -x "$VENV/bin/ruff" ] ||
+  { [ "$cmd" = test ] && ! "$VPY" -c "import playwright" 2>/dev/null; }; then
+  echo "==> installing the course package and its tools (.[$extras])"
+  "$VPY" -m pip install -q --disable-pip-version-check -e ".[$extras]"
+fi
+if [ "$cmd" = doctor ]; then
+  exec "$VPY" -m tlhelpers doctor "$@"
 fi
 
 # Data: the course's JPEG copy of CIFAR-10 if one is at hand (offline), else torchvision's download.
@@ -63,7 +98,11 @@ fi
 if [ "$cmd" = lab ]; then
   # JupyterLab refuses to start as root (containers, lab images) unless told it may
   root=(); [ "$(id -u)" = 0 ] && root=(--allow-root) && echo "==> running as root: starting JupyterLab with --allow-root"
-  exec "$VENV/bin/jupyter" lab notebooks/00_welcome.ipynb "${root[@]}" "$@"
+  # The file browser shows the whole course (README, tlhelpers/, notebooks/); the first page is notebook 00.
+  # (A file argument would make its folder, notebooks/, the root, and the printed links go to /lab.)
+  echo "==> JupyterLab opens at notebooks/00_welcome.ipynb: use the http://127.0.0.1:... link it prints below"
+  exec "$VENV/bin/jupyter" lab --ServerApp.root_dir="$PWD" --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
+    "${root[@]}" "$@"
 fi
 echo "==> ruff: lint and format check (pyproject.toml [tool.ruff])"
 "$VENV/bin/ruff" check .

@@ -234,15 +234,53 @@ def test_bundle_errors_on_empty_cache_and_missing_file(tmp_path, homes, capsys):
     assert "bundle not found" in capsys.readouterr().err
 
 
-def test_doctor_with_unavailable_forced_device_says_so(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        (
+            "TLHELPERS_DEVICE",
+            "cuda",
+            "[problem] Device 'cuda' was asked for ($TLHELPERS_DEVICE), but this machine has no CUDA GPU",
+        ),
+        ("TLHELPERS_DEVICE", "tpu", "[problem] $TLHELPERS_DEVICE='tpu' is not a device: set it to cpu, cuda"),
+        ("TLHELPERS_QUICK", "maybe", "[problem] $TLHELPERS_QUICK='maybe' is not a yes/no value: use 1/true/yes/on"),
+        ("TLHELPERS_OFFLINE", "perhaps", "[problem] $TLHELPERS_OFFLINE='perhaps' is not a yes/no value"),
+        ("TLHELPERS_DATA_SOURCE", "web", "[problem] $TLHELPERS_DATA_SOURCE='web' is not a data source"),
+        ("TLHELPERS_WEIGHTS", "imagenet21k", "[problem] $TLHELPERS_WEIGHTS='imagenet21k' is neither auto"),
+    ],
+)
+def test_doctor_refuses_settings_the_package_refuses(tmp_path, cifar_root, monkeypatch, capsys, name, value, expected):
+    """Otherwise ready (JPEG tree, offline): one bad variable makes doctor say which, and exit 1."""
     import torch
 
     from tlhelpers import cli
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for k, v in offline_env(tmp_path).items():
+    for k, v in offline_env(tmp_path, TLHELPERS_CIFAR_DIR=str(cifar_root), TLHELPERS_OFFLINE="1").items():
         if k.startswith(("TLHELPERS_", "TORCH_HOME")):
             monkeypatch.setenv(k, v)
-    monkeypatch.setenv("TLHELPERS_DEVICE", "cuda")
-    cli.main(["doctor"])
-    assert "[problem] Device 'cuda' was asked for" in capsys.readouterr().out
+    assert cli.main(["doctor"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    monkeypatch.setenv(name, value)
+    assert cli.main(["doctor"]) == EXIT_NOT_READY
+    out = capsys.readouterr().out
+    assert expected in out, out
+    assert f"Not ready: fix {name}. Apply the remedy" in out
+
+
+def test_doctor_accepts_cpu_in_any_case(tmp_path, cifar_root, monkeypatch, capsys):
+    from tlhelpers import cli
+
+    for k, v in offline_env(tmp_path, TLHELPERS_CIFAR_DIR=str(cifar_root), TLHELPERS_DEVICE="CPU").items():
+        if k.startswith(("TLHELPERS_", "TORCH_HOME")):
+            monkeypatch.setenv(k, v)
+    assert cli.main(["doctor"]) == 0
+    assert "Using device: cpu" in capsys.readouterr().out
+
+
+def test_other_commands_refuse_a_bad_setting_in_one_line(tmp_path):
+    r = run_cli(offline_env(tmp_path, TLHELPERS_OFFLINE="perhaps"), "prefetch", "--weights-only")
+    assert r.returncode == EXIT_NOT_READY
+    assert r.stderr.strip() == (
+        "error: $TLHELPERS_OFFLINE='perhaps' is not a yes/no value: use 1/true/yes/on or 0/false/no/off."
+    )

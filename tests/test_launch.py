@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -331,7 +332,7 @@ def test_readme_documents_every_launch_route():
         "colab.research.google.com",
         "python -m tlhelpers bundle export",
         "python -m tlhelpers bundle import",
-        "python -m tlhelpers doctor",
+        "bash course.sh doctor",
     ):
         assert needle in section, f"README 'Launch routes' does not mention {needle!r}"
 
@@ -358,3 +359,85 @@ def test_api_reference_and_readme_cover_every_module():
     missing_readme = [m for m in modules if f"`{m}`" not in readme]
     assert not missing_api, f"add to site/api.md: {missing_api}"
     assert not missing_readme, f"add to the README's package table: {missing_readme}"
+
+
+# ---------------------------------------------------------------- course.sh: usage and doctor
+
+
+def _course_sh(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "course.sh"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("arg", ["help", "--help", "-h"])
+def test_course_sh_help_names_each_command_and_installs_nothing(tmp_path, arg):
+    r = _course_sh(arg, TL_VENV=str(tmp_path / "venv"))
+    assert r.returncode == 0 and r.stderr == ""
+    commands = re.search(r'case "\$cmd" in\n\s*([\w|]+)\)', (ROOT / "course.sh").read_text()).group(1).split("|")
+    assert set(commands) == {"lab", "test", "doctor", "site"}
+    for cmd in commands:  # each command on its own line with what it does
+        assert re.search(rf"^  {cmd}\s{{2,}}\S.{{20,}}", r.stdout, re.M), f"usage does not explain {cmd!r}"
+    torch = " ".join(f"{n}=={v}" for n, v in ci_torch_pins().items())
+    assert f'TL_TORCH="{torch} --index-url https://download.pytorch.org/whl/cpu"' in r.stdout
+    assert "5.5 GB" in r.stdout
+    assert not (tmp_path / "venv").exists(), "the usage path created a virtual environment"
+
+
+@pytest.mark.parametrize(
+    "args, error", [((), "error: no command given"), (("bogus",), "error: unknown command 'bogus'")]
+)
+def test_course_sh_without_a_known_command_prints_usage_and_exits_2(tmp_path, args, error):
+    r = _course_sh(*args, TL_VENV=str(tmp_path / "venv"))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("usage: bash course.sh COMMAND") and r.stderr.strip().endswith(
+        error + ": see the usage above"
+    )
+    assert not (tmp_path / "venv").exists()
+
+
+def test_course_sh_doctor_refuses_a_bad_setting(tmp_path):
+    """`bash course.sh doctor` in this (complete) environment: nothing to install, doctor's verdict and exit code."""
+    venv = Path(sys.prefix)
+    ready = subprocess.run([sys.executable, "-c", "import torch, torchvision, tlhelpers, nbval, jupyterlab"]).returncode
+    if ready != 0 or not (venv / "bin" / "ruff").is_file() or venv / "bin" / "python" != Path(sys.executable):
+        pytest.skip("needs a course virtualenv with torch, nbval, jupyterlab and ruff (what course.sh sets up)")
+    r = _course_sh("doctor", TL_VENV=str(venv), TLHELPERS_QUICK="maybe", TLHELPERS_HOME=str(tmp_path / "home"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "==> installing" not in r.stdout
+    assert "[problem] $TLHELPERS_QUICK='maybe' is not a yes/no value: use 1/true/yes/on or 0/false/no/off." in r.stdout
+    assert "Not ready: fix TLHELPERS_QUICK; missing CIFAR-10." in r.stdout
+
+
+def test_course_sh_lab_opens_the_welcome_notebook_with_the_repository_as_root():
+    text = (ROOT / "course.sh").read_text()
+    lab = re.search(r'exec "\$VENV/bin/jupyter" lab (.*)', text).group(1)
+    assert '--ServerApp.root_dir="$PWD"' in lab and "--LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb" in lab
+    assert "notebooks/00_welcome.ipynb " not in lab.split("default_url")[0], "a file argument makes notebooks/ the root"
+    assert (NB_DIR / "00_welcome.ipynb").is_file()
+
+
+def test_browser_tests_find_playwrights_chromium_or_skip_in_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("e2e_conftest", ROOT / "tests" / "e2e" / "conftest.py")
+    e2e = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "e2e_conftest", e2e)  # its dataclass looks its module up there
+    spec.loader.exec_module(e2e)
+    chrome = tmp_path / "chromium-1234" / "chrome-linux" / "chrome"
+    chrome.parent.mkdir(parents=True)
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    monkeypatch.delenv("TL_CHROMIUM", raising=False)
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path))
+    found = e2e.chromium_path()
+    assert found in ("/usr/bin/chromium", shutil.which("chromium"), str(chrome))
+    monkeypatch.setenv("TL_CHROMIUM", str(tmp_path / "none"))
+    assert e2e.chromium_path() is None
+    reason = e2e.CHROMIUM_SKIP.format(where=tmp_path / "none")
+    assert "\n" not in reason and "sudo apt-get install chromium" in reason
+    assert "python -m playwright install chromium" in reason

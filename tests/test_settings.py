@@ -76,3 +76,64 @@ def test_hub_file_checksum_from_its_name(tmp_path):
     assert settings.hub_file_ok(good) and not settings.hub_file_ok(bad) and settings.hub_file_ok(plain)
     assert not settings.hub_file_ok(tmp_path / f"missing-{digest[:8]}.pth")
     assert settings.sha256_file(good) == digest and settings.verify_sha256(good, digest[:12].upper())
+
+
+@pytest.mark.parametrize("raw, value", [("CPU", "cpu"), (" cuda:1 ", "cuda:1"), ("MPS", "mps"), ("", None)])
+def test_device_is_case_insensitive(monkeypatch, raw, value):
+    monkeypatch.setenv("TLHELPERS_DEVICE", raw)
+    assert settings.device() == value
+
+
+@pytest.mark.parametrize(
+    "name, raw, message",
+    [
+        ("TLHELPERS_DEVICE", "tpu", r"\$TLHELPERS_DEVICE='tpu' is not a device: set it to cpu, cuda, cuda:N or mps"),
+        ("TLHELPERS_DATA_SOURCE", "web", r"\$TLHELPERS_DATA_SOURCE='web' is not a data source: use auto, folder"),
+        ("TLHELPERS_WEIGHTS", "imagenet21k", r"\$TLHELPERS_WEIGHTS='imagenet21k' is neither auto, imagenet"),
+        ("TLHELPERS_OFFLINE", "perhaps", r"\$TLHELPERS_OFFLINE='perhaps' is not a yes/no value: use 1/true"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(monkeypatch, name, raw, message):
+    monkeypatch.setenv(name, raw)
+    assert [line for line in settings.problems() if re.match(message, line)]
+    getter = {
+        "TLHELPERS_DEVICE": settings.device,
+        "TLHELPERS_DATA_SOURCE": settings.data_source,
+        "TLHELPERS_WEIGHTS": settings.weights,
+        "TLHELPERS_OFFLINE": settings.offline,
+    }[name]
+    with pytest.raises(settings.SettingError, match=message):
+        getter()
+
+
+def test_get_device_names_the_variable_for_cpu_in_capitals_and_tpu(monkeypatch):
+    from tlhelpers.device import get_device
+
+    monkeypatch.setenv("TLHELPERS_DEVICE", "CPU")
+    assert get_device(verbose=False).type == "cpu"
+    monkeypatch.setenv("TLHELPERS_DEVICE", "tpu")
+    with pytest.raises(ValueError, match=r"^\$TLHELPERS_DEVICE='tpu' is not a device"):
+        get_device(verbose=False)
+
+
+def test_weights_accepts_a_checkpoint_file(monkeypatch, tmp_path):
+    f = tmp_path / "mine.pt"
+    f.write_bytes(b"x")
+    monkeypatch.setenv("TLHELPERS_WEIGHTS", str(f))
+    assert settings.weights() == str(f) and settings.problems() == []
+
+
+def test_fast_cpu_autocast_reads_cpuinfo_once_and_closes_it():
+    import warnings
+
+    from tlhelpers.device import fast_cpu_autocast
+
+    fast_cpu_autocast.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        first = fast_cpu_autocast()
+        assert all(fast_cpu_autocast() is first for _ in range(3))
+        import gc
+
+        gc.collect()  # an unclosed file would warn here, at the latest
+    assert fast_cpu_autocast.cache_info().misses == 1

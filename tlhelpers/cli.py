@@ -9,7 +9,9 @@
 * ``bundle export FILE`` / ``bundle import FILE``: the whole cache as one file for classrooms
   without network: an instructor exports it once and copies it to every student machine. Every
   file carries a sha256 in the bundle's manifest; a damaged bundle is rejected before anything
-  is written.
+  is written (exit 2). A bundle that ``bundle export`` cannot have written (links, paths that leave
+  the cache, files not in the manifest, over ``settings.BUNDLE_MAX_BYTES``/``BUNDLE_MAX_FILES``) is
+  refused as unsafe (exit 3); every header is checked before anything is extracted.
 * ``pretrain``: rebuild the offline course backbone (see :mod:`tlhelpers.pretrain`).
 
 Where things go: ``$TLHELPERS_HOME`` (default ``~/.cache/tlhelpers``) for data, torch's hub
@@ -20,24 +22,28 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import settings
 from .errors import first_line
 
 EXIT_NOT_READY = 1
 EXIT_MISSING = 2
+EXIT_REFUSED = 3  # a bundle that is not safe to import (hostile, not damaged)
 BUNDLE_FORMAT = "tlhelpers-bundle-1"
 CIFAR_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 RUNTIME_DISTS = ("torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "pillow", "tqdm", "ipywidgets")
@@ -66,13 +72,8 @@ def _progress(iterable, total: int, desc: str):
 # ---------------------------------------------------------------- where things live
 
 
-def _course_archive() -> Path | None:
-    """The course's cifar10-jpg.tar.gz if one is at hand ($TLHELPERS_ARCHIVE or ../shared/data beside the repo)."""
-    return settings.archive()
-
-
 def _archive_remedy() -> str:
-    found = _course_archive()
+    found = settings.archive()
     return f"python -m tlhelpers prefetch --archive {found or 'cifar10-jpg.tar.gz'}" + (
         "" if found else " (the course's JPEG copy)"
     )
@@ -93,9 +94,7 @@ def _cifar_folder_complete(root: Path) -> bool:
 
 
 def _torchvision_cifar_root() -> Path:
-    from .data import cache_dir
-
-    return cache_dir() / "torchvision"
+    return settings.torchvision_cifar_root()
 
 
 def _torchvision_cifar_ok(root: Path) -> bool:
@@ -138,9 +137,9 @@ def _cifar_remedies() -> tuple[str, ...]:
 
 def status() -> list[Item]:
     """Everything the notebooks use, checked on disk (no network)."""
-    from .data import cifar_dir
     from .models import course_backbone_info, course_state_dict, imagenet_weights_path
 
+    cifar_dir = settings.cifar_dir
     items = []
     try:
         course_state_dict()
@@ -220,9 +219,9 @@ def _versions() -> list[tuple[str, str | None]]:
 
 
 def cmd_doctor(args) -> int:
-    from .data import cache_dir, cifar_dir
     from .device import fast_cpu_autocast, get_device
 
+    cache_dir, cifar_dir = settings.cache_dir(), settings.cifar_dir()
     print(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}")
     versions = _versions()
     print("  " + ", ".join(f"{d} {v}" for d, v in versions if v))
@@ -233,27 +232,36 @@ def cmd_doctor(args) -> int:
                 + ("" if dist in RUNTIME_DISTS else " (needed to open the notebooks in JupyterLab)")
                 + _remedy_lines(['pip install -e ".[lab]"   (in the course folder)', "bash course.sh lab"])
             )
-    try:
-        get_device()
-    except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
-        print(f"  [problem] {e}")
+    bad_settings = settings.problems()  # the same checks the package makes when a notebook reads each setting
+    for line in bad_settings:
+        print(f"  [problem] {line}")
+    blocking = [line.split("=")[0].lstrip("$") for line in bad_settings]
+    if "TLHELPERS_DEVICE" not in blocking:
+        try:
+            get_device()
+        except RuntimeError as e:  # $TLHELPERS_DEVICE names a device this machine lacks
+            print(f"  [problem] {e}")
+            blocking.append("TLHELPERS_DEVICE")
     print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
     env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
-    print(f"Cache: {cache_dir()} | CIFAR-10 folder: {cifar_dir()} | weights: {settings.hub_checkpoints()}")
+    print(f"Cache: {cache_dir} | CIFAR-10 folder: {cifar_dir} | weights: {settings.hub_checkpoints()}")
     if env:
         print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
-    free = shutil.disk_usage(next(p for p in [cache_dir(), *cache_dir().parents] if p.exists())).free
+    free = shutil.disk_usage(next(p for p in [cache_dir, *cache_dir.parents] if p.exists())).free
     print(f"  free disk space there: {free / 1e9:.1f} GB (the full cache takes about 0.5 GB)")
     items = status()
     for it in items:
         tag = "ok" if it.ok else ("missing" if it.required else "not cached")
         print(f"  [{tag}] {it.name}: {it.detail}" + ("" if it.ok else _remedy_lines(it.remedies)))
-    blocking = [it.name for it in items if it.required and not it.ok]
-    blocking += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
-    if blocking:
+    missing = [it.name for it in items if it.required and not it.ok]
+    missing += [d for d, v in versions if v is None and d in RUNTIME_DISTS]
+    if blocking or missing:
+        why = "; ".join(
+            f"{verb} {', '.join(names)}" for verb, names in (("fix", blocking), ("missing", missing)) if names
+        )
         print(
-            f"Not ready: missing {', '.join(blocking)}. Apply a remedy for each, then run `python -m tlhelpers "
-            f"doctor` again."
+            f"Not ready: {why}. Apply the remedy printed for each, then run `bash course.sh doctor` "
+            "(or `python -m tlhelpers doctor` in the course's environment) again."
         )
         return EXIT_NOT_READY
     imagenet = next(it for it in items if it.name.startswith("ImageNet")).ok
@@ -272,7 +280,7 @@ def _prefetch_weights() -> str | None:
     import torch
     import torchvision
 
-    from .models import imagenet_weights_path, offline
+    from .models import imagenet_weights_path
 
     path = imagenet_weights_path("resnet18")
     if settings.hub_file_ok(path):
@@ -282,7 +290,7 @@ def _prefetch_weights() -> str | None:
         print(f"ImageNet ResNet18 weights at {path} fail their checksum: downloading again")
         path.unlink()
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if settings.offline() else None
     if why is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = settings.hub_hash_prefix(path.name)
@@ -301,9 +309,7 @@ def _prefetch_weights() -> str | None:
 
 def _prefetch_cifar() -> str | None:
     """Download (or verify) CIFAR-10 through torchvision, unless the JPEG folder is already complete."""
-    from .data import cifar_dir
-    from .models import offline
-
+    cifar_dir = settings.cifar_dir
     if _cifar_folder_complete(cifar_dir()):
         print(f"CIFAR-10: the JPEG folder is complete ({cifar_dir()}); nothing to download")
         return None
@@ -311,7 +317,7 @@ def _prefetch_cifar() -> str | None:
     if (root / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(root):
         print(f"CIFAR-10: present, md5 verified ({root / 'cifar-10-batches-py'})")
         return None
-    why = "offline mode ($TLHELPERS_OFFLINE is set)" if offline() else None
+    why = "offline mode ($TLHELPERS_OFFLINE is set)" if settings.offline() else None
     if why is None:
         from torchvision.datasets import CIFAR10
 
@@ -365,10 +371,8 @@ def _bundle_sources() -> dict[str, Path]:
     """Bundle section name -> cache folder it comes from and goes back to."""
     from torchvision.datasets import CIFAR10
 
-    from .data import cifar_dir
-
     return {
-        "cifar10-jpg": cifar_dir(),
+        "cifar10-jpg": settings.cifar_dir(),
         "torchvision": _torchvision_cifar_root() / CIFAR10.base_folder,
         "checkpoints": settings.hub_checkpoints(),
     }
@@ -403,9 +407,16 @@ def bundle_export(path: Path) -> int:
     tmp = path.with_name(path.name + ".partial")
     # gzip mostly removes tar's per-file padding (60,000 small JPEGs: about 90 MB as .tar, 20 MB as .tar.gz)
     kwargs = {"mode": "w:gz", "compresslevel": 6} if path.name.endswith((".gz", ".tgz")) else {"mode": "w"}
-    with tarfile.open(tmp, **kwargs) as tf:
+    # dereference: a symlinked file in the cache goes in as a regular file (import refuses links of any kind)
+    with tarfile.open(tmp, dereference=True, **kwargs) as tf:
         data = json.dumps(
-            {"format": BUNDLE_FORMAT, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "files": manifest}, indent=0
+            {
+                "format": BUNDLE_FORMAT,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "files": manifest,
+                "sizes": {rel: f.stat().st_size for rel, f in files.items()},  # checked against the tar headers
+            },
+            indent=0,
         ).encode()
         info = tarfile.TarInfo("MANIFEST.json")
         info.size, info.mtime = len(data), int(time.time())
@@ -422,50 +433,193 @@ def bundle_export(path: Path) -> int:
     return 0
 
 
-def bundle_import(path: Path) -> int:
-    from .data import safe_extract
+class BundleRefused(Exception):
+    """A bundle that `bundle export` cannot have written: links, paths leaving the cache, caps exceeded, bad schema."""
 
+
+class BundleDamaged(Exception):
+    """A bundle that is truncated, corrupted in transit, or not a bundle at all."""
+
+
+class BundleNewer(Exception):
+    """A bundle in a later format than this tlhelpers reads."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n:,} bytes"
+
+
+def _member_kind(m: tarfile.TarInfo) -> str | None:
+    """None for a regular file or a folder, else what the member is (named in the refusal)."""
+    if m.isreg() and not m.issparse():
+        return None
+    if m.isdir():
+        return None
+    kinds = [
+        (m.issym, "a symbolic link"),
+        (m.islnk, "a hard link"),
+        (m.isfifo, "a FIFO"),
+        (m.ischr, "a character device"),
+    ]
+    kinds += [(m.isblk, "a block device"), (m.issparse, "a sparse file")]
+    return next((what for test, what in kinds if test()), f"of tar type {m.type!r}")
+
+
+def _bundle_target(rel: object, roots: dict[str, Path]) -> Path:
+    """Where a manifest key goes: refused unless a plain relative POSIX path inside a known root."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
+        raise BundleRefused(f"the key {rel!r} in its MANIFEST.json is not a plain relative path")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or p.as_posix() != rel or any(part in ("", ".", "..") for part in p.parts):
+        raise BundleRefused(f"the key {rel!r} in its MANIFEST.json is not a plain relative path")
+    section = p.parts[0]
+    # checkpoints: only files directly in torch hub's folder (never e.g. checkpoints/x/hubconf.py)
+    if section not in roots or len(p.parts) < 2 or (section == "checkpoints" and len(p.parts) != 2):
+        known = ", ".join(f"{s}/" for s in sorted(roots))
+        folders = " (checkpoints/ holds no folders)" if section == "checkpoints" else ""
+        raise BundleRefused(f"{rel!r} is not inside one of {known}{folders}")
+    root = roots[section].resolve()
+    out = (root / Path(*p.parts[1:])).resolve()
+    if not out.is_relative_to(root) or out == root:
+        raise BundleRefused(f"{rel!r} would land outside {root}")
+    return out
+
+
+def _read_manifest(tf: tarfile.TarFile, m: tarfile.TarInfo) -> tuple[dict[str, str], dict[str, int]]:
+    """MANIFEST.json's files (path -> sha256) and sizes, checked: hostile if malformed, damaged if unreadable."""
+    if _member_kind(m) or m.isdir():
+        raise BundleRefused("its MANIFEST.json is not a regular file")
+    if m.size > settings.BUNDLE_MAX_MANIFEST_BYTES:
+        raise BundleRefused(f"its MANIFEST.json is larger than {_mb(settings.BUNDLE_MAX_MANIFEST_BYTES)}")
+    raw = tf.extractfile(m).read(settings.BUNDLE_MAX_MANIFEST_BYTES + 1)
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise BundleDamaged(f"its MANIFEST.json is not valid JSON ({first_line(e)})") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("tlhelpers-bundle-") and fmt != BUNDLE_FORMAT:
+        raise BundleNewer(f"it is a {fmt} bundle, made by a newer tlhelpers; this one reads {BUNDLE_FORMAT}")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleDamaged(f"its MANIFEST.json is not a {BUNDLE_FORMAT} manifest")
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise BundleRefused("'files' in its MANIFEST.json is not a mapping of path to sha256")
+    if not files:
+        raise BundleRefused("its MANIFEST.json lists no files")
+    for rel, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise BundleRefused(f"the checksum of {rel!r} in its MANIFEST.json is not a sha256 (64 hex digits)")
+    sizes = meta.get("sizes")
+    if sizes is not None and not (
+        isinstance(sizes, dict)
+        and sizes.keys() == files.keys()
+        and all(type(n) is int and n >= 0 for n in sizes.values())
+    ):
+        raise BundleRefused("'sizes' in its MANIFEST.json is not a size in bytes (int) for each file")
+    return files, sizes or {}
+
+
+def _check_bundle(tf: tarfile.TarFile, roots: dict[str, Path]):
+    """Every header read and checked, nothing extracted: (manifest, targets, file members by key)."""
+    members: dict[str, tarfile.TarInfo] = {}
+    manifest_member = None
+    total = count = 0
+    for m in tf:  # headers one by one: a bomb is stopped at the first header past a cap, before its data is read
+        if (kind := _member_kind(m)) is not None:
+            raise BundleRefused(f"{m.name!r} is {kind}")
+        if m.name == "MANIFEST.json":
+            if manifest_member is not None:
+                raise BundleRefused("'MANIFEST.json' appears twice")
+            manifest_member = m
+            continue
+        if m.isdir():
+            continue
+        if m.name in members:
+            raise BundleRefused(f"{m.name!r} appears twice")
+        members[m.name] = m
+        total, count = total + m.size, count + 1
+        if count > settings.BUNDLE_MAX_FILES:
+            raise BundleRefused(f"it holds more than {settings.BUNDLE_MAX_FILES:,} files")
+        if total > settings.BUNDLE_MAX_BYTES:
+            raise BundleRefused(f"it unpacks to more than {_mb(settings.BUNDLE_MAX_BYTES)}")
+    if manifest_member is None:
+        raise BundleDamaged("it is not a tlhelpers bundle (no MANIFEST.json)")
+    files, sizes = _read_manifest(tf, manifest_member)
+    targets = {rel: _bundle_target(rel, roots) for rel in files}
+    if len(set(targets.values())) != len(targets):
+        raise BundleRefused("two keys of its MANIFEST.json name the same file")
+    for name, m in members.items():
+        if name not in files:
+            raise BundleRefused(f"{name!r} is not listed in its MANIFEST.json")
+        if name in sizes and sizes[name] != m.size:
+            raise BundleRefused(f"the tar header of {name!r} and its MANIFEST.json disagree on its size")
+    return files, targets, members
+
+
+def _extract_verified(tf, files, members, staging: Path) -> list[str]:
+    """Stream each listed member into ``staging`` (``staging/<index in files>``), hashing as it goes, in the
+    tar's own order (one forward pass through a compressed stream); return the keys missing or failing."""
+    index = {rel: i for i, rel in enumerate(files)}
+    bad, total = sorted(set(files) - set(members)), 0
+    present = sorted((m.offset, rel) for rel, m in members.items())
+    for _, rel in _progress(present, len(present), "verifying"):
+        m = members[rel]
+        h, n = hashlib.sha256(), 0
+        src = tf.extractfile(m)
+        with open(staging / str(index[rel]), "xb") as out:
+            while chunk := src.read(1 << 20):
+                n, total = n + len(chunk), total + len(chunk)
+                if total > settings.BUNDLE_MAX_BYTES:
+                    raise BundleRefused(f"it unpacks to more than {_mb(settings.BUNDLE_MAX_BYTES)}")
+                h.update(chunk)
+                out.write(chunk)
+        if n != m.size or h.hexdigest() != files[rel]:
+            bad.append(rel)
+    return bad
+
+
+def bundle_import(path: Path) -> int:
     if not path.is_file():
         return _fail(f"bundle not found: {path}")
-    targets = _bundle_sources()
-    staging_parent = targets["cifar10-jpg"].parent
-    staging_parent.mkdir(parents=True, exist_ok=True)
+    roots = _bundle_sources()
+    cache = settings.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"checking every header of {path.name} before anything is written (60,000 files: about a minute)")
     try:
-        with tempfile.TemporaryDirectory(dir=staging_parent, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
-            tmp = Path(tmpdir)
-            safe_extract(tf, tmp)
-            try:
-                meta = json.loads((tmp / "MANIFEST.json").read_text())
-                assert meta["format"] == BUNDLE_FORMAT
-                manifest: dict[str, str] = meta["files"]
-            except (OSError, ValueError, KeyError, TypeError, AssertionError):
-                return _fail(f"{path} is not a tlhelpers bundle (no valid MANIFEST.json)")
-            unknown = sorted({rel.split("/")[0] for rel in manifest} - set(targets))
-            if unknown:
-                return _fail(f"{path} has unknown sections {unknown}: it was made by a newer tlhelpers; upgrade it")
-            bad = [
-                rel
-                for rel, digest in _progress(manifest.items(), len(manifest), "verifying")
-                if not (tmp / rel).is_file() or settings.sha256_file(tmp / rel) != digest
-            ]
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".bundle-") as tmpdir, tarfile.open(path) as tf:
+            staging = Path(tmpdir)
+            files, targets, members = _check_bundle(tf, roots)
+            bad = _extract_verified(tf, files, members, staging)
             if bad:
                 return _fail(
-                    f"bundle damaged: {len(bad):,} of {len(manifest):,} files missing or failing their sha256 "
-                    f"(first: {bad[0]}); nothing was imported. Copy the bundle again or export a new one"
+                    f"bundle damaged: {len(bad):,} of {len(files):,} files missing or failing their sha256 "
+                    f"(first: {bad[0]}); nothing was imported. Copy it again or export a new one"
                 )
-            for rel in manifest:  # everything verified: now move into place
-                section, _, sub = rel.partition("/")
-                out = targets[section] / sub
+            for i, rel in enumerate(files):  # everything verified: now move into place
+                out = targets[rel]
                 out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(tmp / rel), out)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                shutil.move(str(staging / str(i)), out)
+    except BundleRefused as e:
+        return _fail(
+            f"refused: {path} is not safe to import ({e}); nothing was imported. "
+            "Export a new bundle with `bundle export` on a machine you trust.",
+            EXIT_REFUSED,
+        )
+    except BundleNewer as e:
+        return _fail(f"cannot use bundle {path}: {e}. Upgrade the course package (git pull, then pip install -e .)")
+    except BundleDamaged as e:
+        return _fail(f"cannot use bundle {path}: {e}; copy it again or export a new one. Nothing was imported")
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         why = first_line(e).rstrip(":")
         return _fail(
             f"cannot read bundle {path} ({why}); it is truncated or not a bundle: "
             "copy it again or export a new one. Nothing was imported"
         )
-    sections = sorted({rel.split("/")[0] for rel in manifest})
-    print(f"imported {len(manifest):,} files, sha256 verified: " + ", ".join(f"{s} -> {targets[s]}" for s in sections))
+    sections = sorted({rel.split("/")[0] for rel in files})
+    print(f"imported {len(files):,} files, sha256 verified: " + ", ".join(f"{s} -> {roots[s]}" for s in sections))
     print("check with: python -m tlhelpers doctor")
     return 0
 
@@ -479,9 +633,9 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .data import cifar_dir
     from .pretrain import pretrain
 
+    cifar_dir = settings.cifar_dir
     if not (cifar_dir() / "train").is_dir():
         return _fail(f"pretraining needs the CIFAR-10 JPEG folder at {cifar_dir()}: {_archive_remedy()}")
     pretrain(args.out, epochs=args.epochs, size=args.size, seed=args.seed, probe_every=args.probe_every)
@@ -518,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
+    except settings.SettingError as e:  # a TLHELPERS_* variable the package cannot use: one line, no traceback
+        return _fail(str(e), EXIT_NOT_READY)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -22,17 +23,28 @@ __all__ = [
 
 
 def get_device(prefer: str | None = None, verbose: bool = True) -> torch.device:
-    """Pick CUDA, then Apple MPS, then CPU (or ``prefer`` / $TLHELPERS_DEVICE) and say which in one line."""
-    prefer = prefer or settings.device()
+    """Pick CUDA, then Apple MPS, then CPU (or ``prefer`` / $TLHELPERS_DEVICE) and say which in one line.
+
+    ``prefer`` and $TLHELPERS_DEVICE are case-insensitive (``CPU`` works); an unknown or unavailable device
+    raises an error that names where the request came from and the remedy.
+    """
+    from_env = not prefer
+    prefer = settings.device() if from_env else prefer.strip().lower()  # settings validates the variable
+    source = "$TLHELPERS_DEVICE" if from_env else "the prefer argument"
     if prefer:
-        device = torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except RuntimeError:
+            raise ValueError(f"get_device(prefer={prefer!r}): not a device: use cpu, cuda, cuda:N or mps.") from None
         mps = getattr(torch.backends, "mps", None)
         if (device.type == "cuda" and not torch.cuda.is_available()) or (
             device.type == "mps" and not (mps is not None and mps.is_available())
         ):
+            what = "no CUDA GPU" if device.type == "cuda" else "no Apple GPU (MPS)"
+            fix = "unset TLHELPERS_DEVICE or set it to cpu" if from_env else "use 'cpu' or leave the argument out"
             raise RuntimeError(
-                f"Device {prefer!r} was asked for (argument or $TLHELPERS_DEVICE) but is not available "
-                f"here: unset TLHELPERS_DEVICE or use 'cpu'."
+                f"Device {prefer!r} was asked for ({source}), but this machine has {what}, so it is not available "
+                f"here: {fix}."
             )
     elif torch.cuda.is_available():
         device = torch.device("cuda")
@@ -81,10 +93,12 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+@functools.cache
 def fast_cpu_autocast() -> bool:
-    """True if this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
+    """True if this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX); /proc/cpuinfo is read once."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags

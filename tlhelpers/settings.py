@@ -13,6 +13,8 @@ from pathlib import Path
 
 __all__ = [
     "SETTINGS",
+    "SettingError",
+    "problems",
     "flag",
     "get",
     "quick_mode",
@@ -38,11 +40,25 @@ SETTINGS = (
     ("TLHELPERS_DATA_SOURCE", "folder, torchvision or auto", "auto"),
     ("TLHELPERS_WEIGHTS", "default weights in full mode", "auto"),
     ("TLHELPERS_OFFLINE", "1: never try to download", "0"),
-    ("TLHELPERS_DEVICE", "force cpu, cuda or mps", "CUDA, then MPS, then CPU"),
+    ("TLHELPERS_DEVICE", "force cpu, cuda (cuda:N) or mps, any case", "CUDA, then MPS, then CPU"),
     ("TLHELPERS_MALLOC_TUNE", "0: make tl.device.reuse_freed_memory() a no-op", "1"),
     ("TLHELPERS_ARCHIVE", "the course's cifar10-jpg.tar.gz", "../shared/data/cifar10-jpg.tar.gz"),
 )
+# Caps of `bundle import`, in real (decompressed) bytes and files: the full cache is about 0.5 GB in 60,000 files.
+BUNDLE_MAX_BYTES = 4 << 30
+BUNDLE_MAX_FILES = 200_000
+BUNDLE_MAX_MANIFEST_BYTES = 64 << 20
+
 _NAMES = {name for name, _, _ in SETTINGS}
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+DATA_SOURCES = ("auto", "folder", "torchvision")
+WEIGHTS = ("auto", "imagenet", "course", "random")
+
+
+class SettingError(ValueError):
+    """A ``TLHELPERS_*`` variable holds a value the package cannot use; the message names it and the remedy."""
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -64,7 +80,7 @@ def flag(name: str, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"${name}={raw!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off.")
+    raise SettingError(f"${name}={raw!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off.")
 
 
 def quick_mode() -> bool:
@@ -83,15 +99,54 @@ def malloc_tune() -> bool:
 
 
 def data_source() -> str:
-    return (get("TLHELPERS_DATA_SOURCE") or "auto").strip().lower()
+    """``$TLHELPERS_DATA_SOURCE``: auto, folder or torchvision (any case)."""
+    raw = get("TLHELPERS_DATA_SOURCE") or "auto"
+    value = raw.strip().lower()
+    if value not in DATA_SOURCES:
+        raise SettingError(f"$TLHELPERS_DATA_SOURCE={raw!r} is not a data source: use {', '.join(DATA_SOURCES)}.")
+    return value
 
 
 def device() -> str | None:
-    return get("TLHELPERS_DEVICE") or None
+    """``$TLHELPERS_DEVICE`` lower-cased (cpu, cuda, cuda:N or mps), None if unset: then CUDA, MPS, CPU in turn."""
+    raw = get("TLHELPERS_DEVICE")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if not _DEVICE.fullmatch(value):
+        raise SettingError(
+            f"$TLHELPERS_DEVICE={raw!r} is not a device: set it to cpu, cuda, cuda:N or mps, "
+            "or unset it (CUDA, then MPS, then CPU)."
+        )
+    return value
 
 
 def weights() -> str:
-    return get("TLHELPERS_WEIGHTS") or "auto"
+    """``$TLHELPERS_WEIGHTS``: auto, imagenet, course, random, or a checkpoint file."""
+    raw = get("TLHELPERS_WEIGHTS") or "auto"
+    value = raw.strip()
+    if value.lower() in WEIGHTS:
+        return value.lower()
+    if not Path(value).expanduser().is_file():
+        raise SettingError(
+            f"$TLHELPERS_WEIGHTS={raw!r} is neither {', '.join(WEIGHTS)} nor a checkpoint file: "
+            "set it to one of those, or unset it."
+        )
+    return value
+
+
+def problems() -> list[str]:
+    """One line per ``TLHELPERS_*`` variable whose value the package would refuse (``doctor`` reports them).
+
+    Each check is the very function the package calls, so doctor and the notebooks cannot disagree.
+    """
+    out = []
+    for check in (quick_mode, offline, malloc_tune, data_source, device, weights):
+        try:
+            check()
+        except SettingError as e:
+            out.append(str(e))
+    return out
 
 
 def cache_dir() -> Path:

@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: a throwaway JupyterLab server on loopback and a headless Chromium.
 
 Skips (with the reason) when Playwright or Chromium is not installed; never passes silently.
-Chromium is Debian's (`apt-get install chromium`), driven through Playwright's ``executable_path``
-because Playwright's own browser download is not available offline.
+Chromium is ``TL_CHROMIUM``, Debian's (`apt-get install chromium`) or Playwright's own download
+(`python -m playwright install chromium`), driven through Playwright's ``executable_path``.
 """
 
 from __future__ import annotations
@@ -45,17 +45,29 @@ LAB_SETTINGS = {
 }
 
 
+def _playwright_chromium() -> list[str]:
+    """Chromium binaries that ``python -m playwright install chromium`` downloaded (newest first)."""
+    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    return [str(p) for p in sorted(cache.glob("chromium-*/chrome-linux*/chrome"), reverse=True)]
+
+
 def chromium_path() -> str | None:
-    """Debian's Chromium (or ``TL_CHROMIUM``), None if not installed."""
+    """``TL_CHROMIUM``, else Debian's Chromium, else Playwright's own download; None if none is installed."""
     cands = (
         [os.environ["TL_CHROMIUM"]]
         if os.environ.get("TL_CHROMIUM")
-        else ["/usr/bin/chromium", shutil.which("chromium")]
+        else ["/usr/bin/chromium", shutil.which("chromium"), *_playwright_chromium()]
     )
     for cand in cands:
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return cand
     return None
+
+
+CHROMIUM_SKIP = (
+    "e2e: no Chromium found (not at {where}, nor in Playwright's browser cache): install one with "
+    "`sudo apt-get install chromium` or `python -m playwright install chromium`, or set TL_CHROMIUM to its path"
+)
 
 
 def _free_port() -> int:
@@ -175,7 +187,10 @@ def sync_playwright():
     try:
         from playwright.sync_api import sync_playwright as sp
     except ImportError as e:
-        pytest.skip(f"e2e: Playwright for Python is not installed ({e}); install it with `pip install -e '.[e2e]'`")
+        pytest.skip(
+            f"e2e: Playwright for Python is not installed ({e}): `bash course.sh test` installs it, "
+            "or run `pip install -e '.[e2e]'`"
+        )
     return sp
 
 
@@ -184,11 +199,7 @@ def chromium() -> str:
     """The Chromium executable, or a skip that says how to install it."""
     exe = chromium_path()
     if exe is None:
-        where = os.environ.get("TL_CHROMIUM") or "/usr/bin/chromium"
-        pytest.skip(
-            f"e2e: Chromium not found at {where} (install it with `apt-get install chromium`, "
-            "or set TL_CHROMIUM to its path)"
-        )
+        pytest.skip(CHROMIUM_SKIP.format(where=os.environ.get("TL_CHROMIUM") or "/usr/bin/chromium"))
     return exe
 
 
