@@ -22,7 +22,7 @@ import math
 import re
 import statistics
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import beta, binom, norm
@@ -211,53 +211,65 @@ _paired = paired  # ``compare`` has a parameter named ``paired``
 
 @dataclass(frozen=True)
 class Choice:
-    """The outcome of ``choose``: the chosen candidate, the best-scoring one, those tied with it, and why."""
+    """The outcome of ``choose``: the chosen candidate, the best-scoring one, those tied with it, and why.
 
-    chosen: str
-    best: str
-    tied: list[str]
-    acc: dict[str, float]
-    comparisons: dict[str, Comparison]
+    ``comparisons[c]`` compares candidate ``c`` with the best (absent for the best itself)."""
+
+    chosen: object
+    best: object
+    tied: list
+    acc: dict
+    comparisons: dict
     on: str
+    label: Callable[[object], str] = str
 
     @property
     def sentence(self) -> str:
-        a = self.acc
+        a, lb = self.acc, self.label
         if self.chosen == self.best:
-            others = [c for c in self.tied if c != self.best]
-            tail = f"; tied within noise: {', '.join(others)}" if others else "; every other candidate is worse"
-            return f"{self.chosen} ({_pct(a[self.chosen])} on {self.on}) is the first choice{tail}."
+            others = [lb(c) for c in self.tied if c != self.best]
+            tail = f"; tied with it within noise: {', '.join(others)}" if others else "; every other one is worse"
+            return f"{lb(self.chosen)} ({_pct(a[self.chosen])} on {self.on}) is chosen: the best{tail}."
         c = self.comparisons[self.chosen]
         return (
-            f"{self.chosen} ({_pct(a[self.chosen])} on {self.on}) is chosen: it ties with the best, {self.best} "
-            f"({_pct(a[self.best])}; {_pts(-c.diff)} points ± {100 * c.margin:.1f}), and comes first in the list."
+            f"{lb(self.chosen)} ({_pct(a[self.chosen])} on {self.on}) is chosen: it ties with the best, "
+            f"{lb(self.best)} ({_pct(a[self.best])}; {_pts(c.diff)} points ± {100 * c.margin:.1f}), "
+            "and comes first in the list."
         )
 
     def __str__(self) -> str:
         return self.sentence
 
 
-def choose(candidates: Mapping[str, object], *, on: str, paired: bool = True, level: float = LEVEL) -> Choice:
+def choose(
+    candidates: Mapping[object, object],
+    *,
+    on: str,
+    paired: bool = True,
+    level: float = LEVEL,
+    label: Callable[[object], str] = str,
+) -> Choice:
     """The rule for every choice in the course: find the best-scoring candidate; every candidate whose
     ``compare`` with it is a tie is as good within noise; choose the *first* of those in the order given.
 
     List candidates in order of preference (cheapest, simplest or earliest first). ``candidates`` maps a name to
     a correctness vector (all on the same images when ``paired``) or, with ``paired=False``, a (correct, n) pair.
+    ``label`` names a candidate in the sentences (e.g. ``lambda lr: f"{lr:.0e}"``).
     """
     require_not_test(on)
     if not candidates:
         raise ValueError("No candidates to choose from.")
-    scores = {str(k): v for k, v in candidates.items()}
+    scores = dict(candidates)
     acc = {s: k / n for s, (k, n) in ((s, _counts(v)) for s, v in scores.items())}
     names = list(acc)
     best = max(names, key=lambda s: acc[s])  # the first of equal maxima
     comps = {
-        s: compare(scores[s], scores[best], on=on, paired=paired, names=(s, best), level=level)
+        s: compare(scores[s], scores[best], on=on, paired=paired, names=(label(s), label(best)), level=level)
         for s in names
         if s != best
     }
     tied = [s for s in names if s == best or comps[s].verdict == "tie"]
-    return Choice(tied[0], best, tied, acc, comps, on)
+    return Choice(tied[0], best, tied, acc, comps, on, label)
 
 
 @dataclass(frozen=True)
