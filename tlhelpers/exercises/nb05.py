@@ -90,6 +90,6 @@ def check_k_choice(k, val_correct: dict, on: str = "validation") -> bool:
     """Exercise 3 (a decision): a ``k`` whose validation accuracy ties with the best k's within noise, judged by
     ``tl.stats.choose`` (paired: every k is scored on the same validation images).
 
-    ``val_correct``: {k: correctness vector on the validation images}, in the order tried.
+    ``val_correct``: {k: correctness vector on the validation images}, in order of preference.
     """
-    return judge_choice(k, val_correct, on=on, what="k values", why_first=" (the first k tried)")
+    return judge_choice(k, val_correct, on=on, what="k values", why_first=" in the order of preference")
