@@ -6,7 +6,8 @@ with one rule: at 95% confidence, two accuracies *tie* unless the interval of th
 - ``accuracy_interval``: an accuracy with its Wilson interval (rule of three when no or every image is wrong).
 - ``paired``: two models scored on the *same* images: McNemar's exact test and the exact interval of the
   paired difference (conditional on the images where they disagree).
-- ``unpaired``: two accuracies on *different* images: Newcombe's interval of the difference.
+- ``unpaired``: two accuracies on *different* images (or without per-image results, where it is the cautious
+  choice): Newcombe's interval of the difference.
 - ``compare``: "better", "worse" or "tie", with a sentence a notebook can print.
 - ``choose``: among candidates listed cheapest first, the first one that ties with the best.
 - ``timing_summary``: min, median and spread of repeated timings.
@@ -146,7 +147,7 @@ class Comparison:
 
     @property
     def sentence(self) -> str:
-        how = "same images, paired" if self.paired else "different images"
+        how = "same images, paired" if self.paired else "unpaired"
         diff = f"{_pts(self.diff)} points ± {100 * self.margin:.1f} ({how}, on {self.on})"
         if self.verdict == "tie":
             return f"{self.a} {_pct(self.acc_a)} vs {self.b} {_pct(self.acc_b)}: {diff}, a tie within noise."
@@ -182,7 +183,7 @@ def paired(a, b, level: float = LEVEL) -> tuple[float, float, float, float]:
 
 
 def unpaired(a, b, level: float = LEVEL) -> tuple[float, float, float]:
-    """(diff, low, high) for two accuracies on different images (A minus B): Newcombe's hybrid score interval,
+    """(diff, low, high) for two independent accuracies (A minus B): Newcombe's hybrid score interval,
     built from the two Wilson intervals."""
     ia, ib = accuracy_interval(a, level), accuracy_interval(b, level)
     d = ia.acc - ib.acc
