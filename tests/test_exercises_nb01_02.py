@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -193,25 +194,43 @@ def test_bn_fix():
     assert not nb02.check_bn_fix(lambda model: model.nonexistent())  # raises
 
 
-def test_nb01_stage_choice_takes_the_earliest_stage_within_the_margin(capsys):
-    acc = {"layer1": 0.55, "layer2": 0.60, "layer3": 0.68, "layer4": 0.70}
-    assert nb01.check_stage_choice("layer3", acc, margin=0.03)  # within 3 points of layer4, and earlier
-    assert not nb01.check_stage_choice("layer4", acc, margin=0.03)  # tied but later
-    assert "earlier" in capsys.readouterr().out
-    assert not nb01.check_stage_choice("layer1", acc, margin=0.03)
-    assert "below the best" in capsys.readouterr().out
-    assert nb01.check_stage_choice("layer4", acc, margin=0.01)  # a tighter margin: only the best remains
-    assert nb01.check_stage_choice("layer2", acc, margin=0.12)
-    assert not nb01.check_stage_choice(None, acc, margin=0.03)
-    assert not nb01.check_stage_choice("fc", acc, margin=0.03)
+def _scores(accs: dict, n: int, seed: int = 0) -> dict:
+    """Correctness vectors on the same n images with exactly the given accuracies (independent errors)."""
+    rng = np.random.default_rng(seed)
+    return {key: rng.permutation(np.arange(n) < round(a * n)) for key, a in accs.items()}
 
 
-def test_rate_choice():
-    forgetting = {1e-5: (0.645, 0.874), 1e-4: (0.680, 0.811), 1e-3: (0.650, 0.162), 1e-2: (0.530, 0.123)}
+def test_nb01_stage_choice_accepts_stages_within_noise(capsys):
+    correct = _scores({"layer1": 0.55, "layer2": 0.60, "layer3": 0.68, "layer4": 0.70}, n=400)
+    assert nb01.check_stage_choice("layer3", correct)  # ties with layer4 and is earlier: the rule's choice
+    assert "comes first" in capsys.readouterr().out
+    assert nb01.check_stage_choice("layer4", correct)  # the best: right, and the verdict names the tie
+    assert "the course's rule takes layer3; within noise both are right" in capsys.readouterr().out
+    assert not nb01.check_stage_choice("layer1", correct)
+    assert "is worse than layer4" in capsys.readouterr().out
+    assert not nb01.check_stage_choice("layer2", correct)  # 10 points below on 400 images: beyond noise
+    big = _scores({"layer1": 0.55, "layer2": 0.60, "layer3": 0.68, "layer4": 0.70}, n=20000)
+    assert not nb01.check_stage_choice("layer3", big)  # on 20,000 images 2 points is no longer a tie
+    small = _scores({"layer1": 0.55, "layer2": 0.60, "layer3": 0.68, "layer4": 0.70}, n=40)
+    assert nb01.check_stage_choice("layer1", small)  # on 40 images even layer1 ties
+    assert not nb01.check_stage_choice(None, correct)
+    assert not nb01.check_stage_choice("fc", correct)
+    with pytest.raises(ValueError, match="validation split"):
+        nb01.check_stage_choice("layer3", correct, on="test")
+
+
+def test_rate_choice(capsys):
+    target = _scores({1e-5: 0.645, 1e-4: 0.680, 1e-3: 0.650, 1e-2: 0.530}, n=2000)
+    source = {1e-5: 0.874, 1e-4: 0.811, 1e-3: 0.162, 1e-2: 0.123}
+    forgetting = {lr: (target[lr], source[lr]) for lr in target}
     assert nb02.check_rate_choice(1e-4, forgetting, before=0.897)  # 1e-5 and 1e-4 keep within 10 points
-    assert not nb02.check_rate_choice(1e-5, forgetting, before=0.897)  # allowed, but learns less
+    assert not nb02.check_rate_choice(1e-5, forgetting, before=0.897)  # allowed, but 3.5 points worse on 2,000
+    assert "is worse than" in capsys.readouterr().out
     assert not nb02.check_rate_choice(1e-3, forgetting, before=0.897)  # forgets
     assert nb02.check_rate_choice(1e-5, forgetting, before=0.924, max_loss=0.06)  # only 1e-5 is allowed
+    few = {lr: (t, source[lr]) for lr, t in _scores({1e-5: 0.645, 1e-4: 0.680, 1e-3: 0.65}, n=200).items()}
+    assert nb02.check_rate_choice(1e-5, few, before=0.897)  # on 200 images 3.5 points is a tie: right, and said
+    assert "ties with the best" in capsys.readouterr().out
     assert not nb02.check_rate_choice(3e-4, forgetting, before=0.9) and not nb02.check_rate_choice(
         None, forgetting, 0.9
     )

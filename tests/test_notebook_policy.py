@@ -72,3 +72,49 @@ def test_the_validation_check_catches_test_data():
     assert SELECTS_ON.search("tl.fit(model, train_loader, test_loader, epochs=2)").group(1) == "test_loader"
     assert SELECTS_ON.search("tl.fit_head(f, y, 2, test_feats, test_y)").group(3) == "test_feats"
     assert SELECTS_ON.search("tl.fit_head(f, y, 2, val_feats, val_y)") is None
+
+
+SELECTION_CALL = re.compile(r"\b(compare|choose|check_\w*choice)\s*\(((?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)")
+
+
+def selections_on_test(src: str) -> list[str]:
+    """The selection calls (``compare``, ``choose``, ``check_*choice``) in ``src`` that choose on test data:
+    a split named test (``on="test"``), or an argument whose name says it holds test data (``test_correct``)."""
+    bad = []
+    for m in SELECTION_CALL.finditer(src):
+        args = m.group(2)
+        on = re.search(r"\bon\s*=\s*(['\"])(.*?)\1", args)
+        if on and "test" in re.split(r"[^a-z0-9]+", on.group(2).lower()):
+            bad.append(m.group(0))
+            continue
+        data = re.sub(r"\b(on|names|label)\s*=\s*(['\"]).*?\2", "", args)  # names and labels are not data
+        data = re.sub(r"(['\"]).*?\1", "", data)  # nor are other strings
+        if any("test" in re.split(r"[^a-z0-9]+", w.lower()) for w in re.findall(r"[A-Za-z_][\w.]*", data)):
+            bad.append(m.group(0))
+    return bad
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_choice_is_made_on_test_data(path):
+    """Every choice (stage, k, learning rate, strategy) is made on validation data: no compare/choose/check_*choice
+    call names the test split or passes test data."""
+    nb = json.loads(path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert not selections_on_test(src), f"{path.name} chooses on test data: {selections_on_test(src)}"
+
+
+def test_the_selection_check_catches_test_data():
+    crafted = json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "source": ['choice = tl.stats.choose(correct, on="test")\n']},
+                {"cell_type": "code", "source": ["v = tl.stats.compare(test_right[a], test_right[b], on='val')"]},
+                {"cell_type": "code", "source": ["check_k_choice(K, {k: f(k, test_y) for k in KS})"]},
+                {"cell_type": "code", "source": ['ok = tl.stats.compare(a, b, on="validation", names=("test", "x"))']},
+                {"cell_type": "code", "source": ['tl.stats.choose(val_correct, on="validation", label=str)']},
+            ]
+        }
+    )
+    nb = json.loads(crafted)
+    found = [selections_on_test("".join(c["source"])) for c in nb["cells"]]
+    assert [bool(f) for f in found] == [True, True, True, False, False], found

@@ -74,6 +74,10 @@ def test_layer4_and_head(setup):
     changed = _changed_keys(model, before)
     assert changed and all(k.startswith(("layer4.", "fc.")) for k in changed)
     assert not any(k.startswith("layer3.") for k in changed)
+    # the bars show the per-parameter RMS, comparable between 8 M (layer4) and 1 k (fc) parameters
+    for s in ("layer4", "fc"):
+        assert r.grad_rms[s] == pytest.approx(r.grad_norm[s] / CLOSED_FORM[s] ** 0.5, rel=1e-6)
+    assert r.grad_rms["layer3"] == 0.0
 
 
 def test_layer2_only_signal_passes_frozen_stages(setup):

@@ -1,7 +1,8 @@
 """tlhelpers: the small support package of the transfer-learning course.
 
 One module per concept: ``device``, ``data``, ``models``, ``freeze``, ``recipe``, ``train``, ``embed``,
-``viz``, ``augment``, ``finetune``, ``saving``, ``simulator``, ``strategy``, ``widgets``, ``pretrain``
+``viz``, ``augment``, ``finetune``, ``saving``, ``simulator``, ``strategy``, ``stats`` (noise: compare,
+choose), ``widgets``, ``pretrain``
 (the offline course backbone)
 and ``cli`` (``python -m tlhelpers doctor | prefetch | bundle | pretrain``).
 """
@@ -105,9 +106,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``tl.viz``, ``tl.widgets``, ``tl.pretrain``, ``tl.cli``, ``tl.exercises`` load on first use, so
-    ``import tlhelpers`` stays light (no matplotlib or ipywidgets until a plot or widget is needed)."""
-    if name in ("viz", "widgets", "pretrain", "cli", "exercises"):
+    """``tl.viz``, ``tl.widgets``, ``tl.pretrain``, ``tl.cli``, ``tl.exercises``, ``tl.stats`` load on first use, so
+    ``import tlhelpers`` stays light (no matplotlib, ipywidgets or scipy until a plot, widget or verdict is needed)."""
+    if name in ("viz", "widgets", "pretrain", "cli", "exercises", "stats"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

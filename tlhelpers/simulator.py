@@ -5,6 +5,7 @@ The widget in :mod:`tlhelpers.widgets` is only a view over :func:`train_step`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ class StepReport:
     stages: list[str]
     trainable: dict[str, bool]
     grad_norm: dict[str, float]  # L2 norm of the parameter gradients (0.0: no gradient reached the weights)
+    grad_rms: dict[str, float]  # per-parameter RMS: grad_norm / sqrt(parameters), comparable across stage sizes
     signal_norm: dict[str, float]  # L2 norm of the gradient w.r.t. the stage's output (0.0: backward never got here)
     changed: dict[str, int]  # parameter tensors whose values changed in the step
     n_tensors: dict[str, int]  # parameter tensors in the stage
@@ -126,12 +128,15 @@ def train_step(
         else 0.0
         for s, ps in params.items()
     }
+    sizes = {s: sum(p.numel() for p in ps if p.grad is not None) for s, ps in params.items()}
+    grad_rms = {s: grad_norm[s] / math.sqrt(sizes[s]) if sizes[s] else 0.0 for s in stages}
     diff = {s: [not torch.equal(b, p.detach()) for b, p in zip(before[s], params[s])] for s in stages}
     t, n = count_params(model)
     return StepReport(
         stages=stages,
         trainable={s: any(p.requires_grad for p in params[s]) for s in stages},
         grad_norm=grad_norm,
+        grad_rms=grad_rms,
         signal_norm=signal,
         changed={s: sum(d) for s, d in diff.items()},
         n_tensors={s: len(ps) for s, ps in params.items()},

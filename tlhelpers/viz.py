@@ -284,8 +284,9 @@ def draw_step(r: StepReport, title: str | None = None):
     """The network as a row of stages (frozen blue, trainable green) with the backward pass of one step.
 
     Top: the red arrow is the backward pass, from the loss to the earliest stage it reaches; a red
-    dot marks each stage whose *weights* received a gradient. Bottom: the weight-gradient norm per
-    stage (log scale); frozen stages have none, even when the backward signal passes through them.
+    dot marks each stage whose *weights* received a gradient. Bottom: the weight gradient's per-parameter RMS
+    (root mean square, log scale), which compares stages of 1 k and 8 M parameters fairly; frozen stages have
+    none, even when the backward signal passes through them.
     """
     n = len(r.stages)
     fig, (top, bot) = plt.subplots(2, 1, figsize=(10, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
@@ -327,7 +328,7 @@ def draw_step(r: StepReport, title: str | None = None):
             top.text(start - 0.5, 0.02, "stops", ha="right", va="center", color=RED, fontsize=8)
     else:
         top.text(n / 2 - 0.5, -0.1, "no backward pass: nothing is trainable", ha="center", color=GREY, fontsize=9)
-    norms = [r.grad_norm[s] for s in r.stages]
+    norms = [r.grad_rms[s] for s in r.stages]
     xs = range(n)
     bot.bar(xs, [g if g > 0 else float("nan") for g in norms], color=RED, width=0.5)
     bot.set_yscale("log")
@@ -347,7 +348,7 @@ def draw_step(r: StepReport, title: str | None = None):
         )
     bot.set_xticks(list(xs), r.stages)
     bot.set_xlim(-0.9, n + 0.1)
-    bot.set_ylabel("weight-gradient\nnorm (log)", fontsize=8)
+    bot.set_ylabel("weight gradient,\nRMS per parameter (log)", fontsize=8)
     bot.grid(axis="y", alpha=0.3)
     fig.suptitle(
         title

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torchvision
 
-from . import report
+from . import judge_choice, report
 
 __all__ = ["check_layer4_size", "check_probe_function", "check_largest_gap", "check_stage_choice"]
 
@@ -81,22 +81,10 @@ def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[s
     )
 
 
-def check_stage_choice(answer: str, acc: Mapping[str, float], margin: float) -> bool:
-    """Exercise 4 (a decision): the earliest stage whose probe accuracy is within ``margin`` of the best stage's."""
-    if answer is None:
-        return report(False, "", "set `stage` to a stage name, chosen from the probe results and their margin.")
-    if answer not in acc:
-        return report(False, "", f"choose one of the probed stages: {', '.join(acc)}.")
-    best = max(acc, key=acc.get)
-    tied = [s for s in acc if acc[s] >= acc[best] - margin]
-    truth = tied[0]  # stages are in network order: the first tied stage is the cheapest
-    if answer == truth:
-        extra = "" if truth == best else f" (the best, {best}, is only {acc[best] - acc[truth]:.1%} higher)"
-        return report(True, f"{truth}: {acc[truth]:.1%}, within ±{margin:.1%} of the best{extra}.", "")
-    if answer in tied:
-        return report(False, "", f"{answer} is within the margin, but {truth} is too and is earlier (cheaper).")
-    return report(
-        False,
-        "",
-        f"{answer} scores {acc[answer]:.1%}, more than ±{margin:.1%} below the best ({best}, {acc[best]:.1%}).",
-    )
+def check_stage_choice(answer: str, correct: Mapping[str, object], on: str = "validation") -> bool:
+    """Exercise 4 (a decision): a stage whose probe ties with the best stage's within noise, judged by
+    ``tl.stats.choose`` (paired, the same validation images); the course's rule takes the earliest (cheapest).
+
+    ``correct``: stage -> correctness vector of its probe on the validation images, stages in network order.
+    """
+    return judge_choice(answer, correct, on=on, what="stages", why_first=" (earlier stages are cheaper)")

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torchvision
 
 from ..freeze import count_params, stage_modules, trainable_stages
-from . import report
+from . import judge_choice, report
 
 __all__ = ["check_head_params", "check_partial_setup", "check_adam_state_bytes", "check_bn_fix", "check_rate_choice"]
 
@@ -128,25 +128,27 @@ def check_bn_fix(fix: Callable[[nn.Module], object]) -> bool:
     return report(True, "frozen BatchNorm layers kept their statistics; layer4's kept learning.", "")
 
 
-def check_rate_choice(
-    lr, forgetting: Mapping[float, tuple[float, float]], before: float, max_loss: float = 0.10
-) -> bool:
-    """Exercise 5 (a decision): of the rates that keep the source task within ``max_loss`` of ``before``,
-    the one with the best target (cat/dog) validation accuracy. ``forgetting``: lr -> (target, source)."""
+def check_rate_choice(lr, forgetting: Mapping[float, tuple], before: float, max_loss: float = 0.10) -> bool:
+    """Exercise 5 (a decision): of the rates that keep the source task within ``max_loss`` of ``before``, one
+    whose target (cat/dog) validation accuracy ties with the best, judged by ``tl.stats.choose`` (paired).
+
+    ``forgetting``: lr -> (target correctness vector on the validation images, source accuracy). Among tied
+    rates the course's rule takes the lowest (it forgets least); any tied rate counts as right.
+    """
     if lr is None:
         return report(False, "", "set `lr` to one of the four backbone rates in the table of section 7.")
     if lr not in forgetting:
         return report(False, "", f"choose one of the measured rates: {', '.join(f'{r:.0e}' for r in forgetting)}.")
-    allowed = [r for r, (_, s) in forgetting.items() if s >= before - max_loss]
+    allowed = sorted(r for r, (_, s) in forgetting.items() if s >= before - max_loss)
     if not allowed:
         return report(
             lr == min(forgetting),
             "every rate forgot too much; the lowest forgets least.",
             "no rate keeps the source task within the limit: the lowest forgets least.",
         )
-    best = max(allowed, key=lambda r: forgetting[r][0])
-    if lr == best:
-        return report(True, f"{lr:.0e}: the best cat/dog accuracy among the rates that keep the old task.", "")
     if lr not in allowed:
         return report(False, "", f"{lr:.0e} loses more than {max_loss:.0%} of the source task: it is ruled out first.")
-    return report(False, "", f"{lr:.0e} keeps the old task, but {best:.0e} also does and learns cat/dog better.")
+    target = {r: forgetting[r][0] for r in allowed}
+    return judge_choice(
+        lr, target, on="validation", what="rates that keep the old task", why_first=" (lower)", label="{:.0e}".format
+    )

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import nearest_neighbors
-from . import report
+from . import judge_choice, report
 
 __all__ = ["check_cosine", "check_k_choice", "check_knn", "check_outlier"]
 
@@ -86,22 +86,10 @@ def check_outlier(index, query, embeddings) -> bool:
     return report(False, "", "take each test image's top-1 similarity (k=1), then the index of the smallest one.")
 
 
-def check_k_choice(k, val_acc: dict, n_val: int) -> bool:
-    """Exercise 3 (a decision): ``k`` is one of the tried values whose validation accuracy is within the 95% margin
-    of the best one (``val_acc``: {k: accuracy} measured on ``n_val`` validation images)."""
-    if k is None:
-        return report(False, "", "set `K_CHOSEN` to one of the k values in the plot, chosen from the validation curve.")
-    if k not in val_acc:
-        return report(False, "", f"choose one of the k values that were measured: {sorted(val_acc)}.")
-    best_k = max(val_acc, key=val_acc.get)
-    best = val_acc[best_k]
-    margin = 1.96 * (best * (1 - best) / n_val) ** 0.5
-    if val_acc[k] >= best - margin:
-        why = "the best on validation" if k == best_k else f"within the margin (±{margin:.1%}) of the best, k={best_k}"
-        return report(True, f"k={k} scores {val_acc[k]:.1%} on validation, {why}.", "")
-    return report(
-        False,
-        "",
-        f"k={k} scores {val_acc[k]:.1%} on validation, more than the margin ({margin:.1%}) below the best "
-        f"(k={best_k}, {best:.1%}): read the curve again.",
-    )
+def check_k_choice(k, val_correct: dict, on: str = "validation") -> bool:
+    """Exercise 3 (a decision): a ``k`` whose validation accuracy ties with the best k's within noise, judged by
+    ``tl.stats.choose`` (paired: every k is scored on the same validation images).
+
+    ``val_correct``: {k: correctness vector on the validation images}, in order of preference.
+    """
+    return judge_choice(k, val_correct, on=on, what="k values", why_first=" in the order of preference")
