@@ -93,7 +93,7 @@ def _cifar_folder_complete(root: Path) -> bool:
 
 
 def _torchvision_cifar_root() -> Path:
-    from .data import cache_dir
+    from .settings import cache_dir
 
     return cache_dir() / "torchvision"
 
@@ -138,8 +138,8 @@ def _cifar_remedies() -> tuple[str, ...]:
 
 def status() -> list[Item]:
     """Everything the notebooks use, checked on disk (no network)."""
-    from .data import cifar_dir
     from .models import course_backbone_info, course_state_dict, imagenet_weights_path
+    from .settings import cifar_dir
 
     items = []
     try:
@@ -220,8 +220,8 @@ def _versions() -> list[tuple[str, str | None]]:
 
 
 def cmd_doctor(args) -> int:
-    from .data import cache_dir, cifar_dir
     from .device import fast_cpu_autocast, get_device
+    from .settings import cache_dir, cifar_dir
 
     print(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}")
     versions = _versions()
@@ -301,8 +301,8 @@ def _prefetch_weights() -> str | None:
 
 def _prefetch_cifar() -> str | None:
     """Download (or verify) CIFAR-10 through torchvision, unless the JPEG folder is already complete."""
-    from .data import cifar_dir
     from .models import offline
+    from .settings import cifar_dir
 
     if _cifar_folder_complete(cifar_dir()):
         print(f"CIFAR-10: the JPEG folder is complete ({cifar_dir()}); nothing to download")
@@ -330,7 +330,7 @@ def _prefetch_cifar() -> str | None:
 
 
 def cmd_prefetch(args) -> int:
-    from .data import unpack_archive
+    from .archive import unpack_archive
 
     if args.archive:
         try:
@@ -365,7 +365,7 @@ def _bundle_sources() -> dict[str, Path]:
     """Bundle section name -> cache folder it comes from and goes back to."""
     from torchvision.datasets import CIFAR10
 
-    from .data import cifar_dir
+    from .settings import cifar_dir
 
     return {
         "cifar10-jpg": cifar_dir(),
@@ -423,7 +423,7 @@ def bundle_export(path: Path) -> int:
 
 
 def bundle_import(path: Path) -> int:
-    from .data import safe_extract
+    from .archive import safe_extract
 
     if not path.is_file():
         return _fail(f"bundle not found: {path}")
@@ -479,8 +479,8 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .data import cifar_dir
     from .pretrain import pretrain
+    from .settings import cifar_dir
 
     if not (cifar_dir() / "train").is_dir():
         return _fail(f"pretraining needs the CIFAR-10 JPEG folder at {cifar_dir()}: {_archive_remedy()}")

@@ -18,41 +18,33 @@ Where the data comes from (argument ``source`` or the environment variable
 from __future__ import annotations
 
 import os
-import shutil
-import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from .decode import IMG_EXTENSIONS, _decode_all, decode_files
 from .device import loader_kwargs
-from .errors import first_line
-from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root
+from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root  # noqa: F401 (cache_dir: old spelling)
 
 __all__ = [
     "CIFAR10_CLASSES",
     "ImageTensors",
-    "cache_dir",
-    "cifar_dir",
-    "unpack_archive",
     "load_cifar_pair",
     "load_cifar_split",
     "load_image_folder",
     "make_loader",
     "scan_image_folder",
     "load_digits_task",
-    "random_flip",
     "train_val_split",
-    "prepare_batch",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclass
@@ -127,24 +119,6 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     # keep the original order within each part (it is already class-mixed for the course's loaders)
     tr, va = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
     return data.subset(tr), data.subset(va)
-
-
-def prepare_batch(
-    x: torch.Tensor,
-    device: torch.device | str | None = None,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """The one way a batch becomes model input: move it to ``device``, then apply ``transform`` (the weights'
-    preprocessing, which takes uint8 or float in [0, 1]); without a transform, uint8 is scaled to [0, 1]
-    and float input is taken as already in [0, 1] (never divided by 255 twice). 4-D output is channels_last.
-    """
-    if device is not None:
-        x = x.to(device, non_blocking=True)
-    if transform is not None:
-        x = transform(x)
-    elif x.dtype == torch.uint8:
-        x = x.float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 # ---------------------------------------------------------------- class selection (labels only)
@@ -267,131 +241,6 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
     return classes, files, np.asarray(targets)
 
 
-def _eight_bit(im):
-    """16-bit and 32-bit grey (``I;16*``, ``I``) and float (``F``) images as 8-bit ``L``, scaled, not clipped."""
-    from PIL import Image
-
-    if not (im.mode.startswith("I") or im.mode == "F"):
-        return im
-    a = np.asarray(im).astype(np.float64)
-    top = float(np.nanmax(a)) if a.size else 0.0
-    if im.mode == "F":
-        a = a * 255.0 if top <= 1.0 else a  # float images in [0, 1], else taken as [0, 255]
-    elif im.mode.startswith("I;16") or top > 255:
-        a = a / (257.0 if top <= 65535 else top / 255.0)  # 16-bit: 65535 -> 255 (a 32-bit range: its maximum)
-    return Image.fromarray(np.nan_to_num(a).round().clip(0, 255).astype(np.uint8), "L")
-
-
-def _to_rgb(im):
-    """Any Pillow mode as RGB: transparency is composited on white (not dropped to black), CMYK/P/L converted."""
-    from PIL import Image
-
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def _open_rgb(path: str, size: int | None):
-    """Open one file as an upright RGB Pillow image; with ``size``, the central square resized to size x size.
-
-    JPEGs are decoded in draft mode straight to the smallest scale (1/2, 1/4, 1/8) that still covers ``size``,
-    so a 12-megapixel photo never exists in memory at full size; then one antialiased resize of the crop box.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        if size is not None and im.format == "JPEG":
-            im.draft("RGB", (size, size))  # shorter side stays >= size
-        im.load()
-        im = _eight_bit(im)
-        if "exif" in im.info or "Raw profile type exif" in im.info:  # the check is cheap, the EXIF parse is not
-            ImageOps.exif_transpose(im, in_place=True)  # phone photos: rotate as the camera said
-        if size is not None and im.size != (size, size):
-            w, h = im.size
-            side = min(w, h)
-            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-            if im.mode == "P":
-                im = _to_rgb(im)
-            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
-        return _to_rgb(im)
-
-
-def _decode(path: str, size: int | None) -> torch.Tensor:
-    """One image file as a (3, H, W) uint8 tensor, upright (EXIF), any mode converted to RGB; with ``size``
-    resized (shorter side) and centre-cropped to size x size. An unreadable file is a ValueError naming it."""
-    try:
-        img = torch.from_numpy(np.array(_open_rgb(path, size))).permute(2, 0, 1)
-    except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
-        detail = first_line(e).replace(f" '{path}'", "").replace(path, "it")
-        raise ValueError(f"Cannot read image file {path}: {detail}") from None
-    return img.contiguous()
-
-
-def _decode_all(
-    paths: Sequence[str], size: int | None, skip_bad: bool = False, num_workers: int = 0
-) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
-    """Decode ``paths``: (images, indices of the files kept, [(path, reason)] of the files skipped).
-
-    With ``size`` the result is allocated once (N x 3 x size x size) and filled as files are decoded.
-    ``num_workers`` > 1 decodes in that many threads (Pillow releases the GIL while decoding).
-    """
-
-    def one(p: str) -> torch.Tensor | str:
-        try:
-            return _decode(p, size)
-        except ValueError as e:
-            if not skip_bad:
-                raise
-            return str(e).split(": ", 1)[-1]
-
-    if num_workers and num_workers > 1 and len(paths) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(num_workers)
-        results = pool.map(one, paths)
-    else:
-        pool, results = None, map(one, paths)
-    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8) if size is not None else None
-    imgs, kept, bad = [], [], []
-    try:
-        for i, (p, r) in enumerate(zip(paths, results)):
-            if isinstance(r, str):
-                bad.append((p, r))
-                continue
-            if out is not None:
-                out[len(kept)] = r
-            else:
-                imgs.append(r)
-            kept.append(i)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    if out is not None:
-        return out[: len(kept)], kept, bad
-    shapes = {tuple(i.shape) for i in imgs}
-    if len(shapes) > 1:
-        raise ValueError(f"Images have different sizes {sorted(shapes)[:3]}...: pass image_size=N to resize them.")
-    images = torch.stack(imgs) if imgs else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
-    return images, kept, bad
-
-
-def decode_files(paths: Sequence[str], size: int | None = None, num_workers: int = 0) -> torch.Tensor:
-    """Decode image files into one uint8 tensor (N, 3, S, S); an unreadable file is an error naming it.
-
-    With ``size=None`` all images must share one size (true for CIFAR-10); otherwise each is
-    resized (shorter side) and centre-cropped to ``size`` so they can be stacked. Any format and
-    mode Pillow reads (JPEG, PNG incl. 16-bit, WebP, grayscale, RGBA, CMYK) becomes RGB; EXIF rotation
-    is applied. ``num_workers`` > 1 decodes in threads.
-    """
-    if not paths:
-        return torch.empty(0, 3, size or 32, size or 32, dtype=torch.uint8)
-    return _decode_all(list(paths), size, num_workers=num_workers)[0]
-
-
 def load_image_folder(
     path: str | os.PathLike,
     classes: Sequence[str] | None = None,
@@ -434,43 +283,6 @@ def load_image_folder(
         if empty:
             raise ValueError(f"No readable image left in class {empty[0]!r} in {root}: every file in it was skipped.")
     return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=[p for p, _ in bad])
-
-
-def safe_extract(tf: tarfile.TarFile, dest: Path) -> None:
-    """Extract ``tf`` into ``dest``, refusing members that would land outside it (absolute paths, '..',
-    links, devices). Uses tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+)."""
-    if hasattr(tarfile, "data_filter"):
-        tf.extractall(dest, filter="data")
-        return
-    for m in tf.getmembers():
-        parts = Path(m.name).parts
-        if Path(m.name).is_absolute() or ".." in parts or not (m.isfile() or m.isdir()):
-            raise ValueError(f"refusing to unpack {m.name!r} from the archive: it is not a plain file inside it")
-    tf.extractall(dest)
-
-
-def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
-    """Unpack ``cifar10-jpg.tar.gz`` (train/ and test/ at its top) into ``dest`` (default :func:`cifar_dir`)."""
-    archive, dest = Path(archive).expanduser(), Path(dest or cifar_dir()).expanduser()
-    if not archive.is_file():
-        raise FileNotFoundError(f"Archive not found: {archive}")
-    if (dest / "train").is_dir() and (dest / "test").is_dir():
-        return dest
-    tmp = dest.with_name(dest.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tf:
-        safe_extract(tf, tmp)
-    tops = [tmp, *(p for p in tmp.iterdir() if p.is_dir())]
-    root = next((p for p in tops if (p / "train").is_dir() and (p / "test").is_dir()), None)
-    if root is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise FileNotFoundError(
-            f"{archive} has no train/ and test/ folders (at its top or one folder down): "
-            "it is not the course's cifar10-jpg.tar.gz."
-        )
-    root.rename(dest)
-    shutil.rmtree(tmp, ignore_errors=True)  # what is left when the tree was one folder down
-    return dest
 
 
 # ---------------------------------------------------------------- CIFAR-10 from either source
@@ -607,9 +419,3 @@ def make_loader(
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last, **loader_kwargs(device)
     )
-
-
-def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each image of a batch horizontally with probability ``p`` (one vectorised op)."""
-    mask = torch.rand(x.shape[0], device=x.device, generator=generator) < p
-    return torch.where(mask[:, None, None, None], x.flip(-1), x)
