@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .decode import IMG_EXTENSIONS, _decode_all, decode_files
+from .decode import IMG_EXTENSIONS, _decode_all, decode_files, image_size_arg
 from .device import loader_kwargs
 from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root  # noqa: F401 (cache_dir: old spelling)
 
@@ -53,7 +53,9 @@ class ImageTensors(Dataset):
 
     Indexing with a list or tensor of indices returns a whole batch in one gather, which is
     what :func:`make_loader` uses, so no per-image Python work happens while training.
-    ``skipped``: the files :func:`load_image_folder` could not read and left out (with ``skip_bad=True``).
+    ``skipped``: the files and folders :func:`load_image_folder` could not read and left out (with
+    ``skip_bad=True``); a :meth:`subset` (a split) does not repeat them. ``loaded``: images per class as
+    loaded from the folder, kept by subsets, so a split can say how many its parent had.
     """
 
     images: torch.Tensor
@@ -61,6 +63,7 @@ class ImageTensors(Dataset):
     classes: list[str]
     paths: list[str] | None = field(default=None, repr=False)
     skipped: list[str] = field(default_factory=list, repr=False)
+    loaded: list[int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -83,7 +86,8 @@ class ImageTensors(Dataset):
     def subset(self, idx: torch.Tensor | Sequence[int]) -> "ImageTensors":
         idx = torch.as_tensor(idx, dtype=torch.long)
         paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
-        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths, list(self.skipped))
+        loaded = list(self.loaded) if self.loaded is not None else None
+        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths, loaded=loaded)
 
 
 def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
@@ -107,9 +111,11 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
         if n < 2:
             first = torch.nonzero(data.labels == c).flatten()[:1].tolist()
             where = f" (in {Path(data.paths[first[0]]).parent})" if data.paths and first else ""
+            had = data.loaded[c] if data.loaded is not None else n
+            part = f" in this part, of {had} loaded from its folder (earlier splits took the rest)" if had > n else ""
             raise ValueError(
-                f"Class {data.classes[c]!r}{where} has {n} image(s): a train/validation split needs at least 2 "
-                f"per class. Add images to it, or leave the class out."
+                f"Class {data.classes[c]!r}{where} has {n} image(s){part}: a train/validation split needs at least 2 "
+                f"per class. Add images to it, split fewer times, or leave the class out."
             )
         members = torch.nonzero(data.labels == c).flatten()
         members = members[torch.randperm(n, generator=g)]
@@ -197,24 +203,102 @@ def remap_labels(labels: torch.Tensor, class_ids: Sequence[int]) -> torch.Tensor
 # ---------------------------------------------------------------- ImageFolder trees
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(folder: str, dataset: str | None, seen: set, unreadable: list[tuple[str, str]]) -> list[str]:
+    """Image files below ``folder``, files before sub-folders, each in name order; each real file and folder
+    once (``seen``: their (st_dev, st_ino), shared by all classes of a dataset). A link from ``folder`` into
+    ``dataset`` but out of ``folder`` is left out with a warning naming it; unreadable folders go to
+    ``unreadable`` as (folder, reason)."""
+    found: list[str] = []
+    base = os.path.realpath(folder)
+
+    def visit(d: str) -> None:
+        try:
+            st = os.stat(d)
+            with os.scandir(d) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as e:
+            unreadable.append((d, e.strerror or type(e).__name__))
+            return
+        if (st.st_dev, st.st_ino) in seen:  # a link loop, or a second link to one folder
+            return
+        seen.add((st.st_dev, st.st_ino))
+        dirs = []
+        for e in entries:
+            if e.is_symlink():
+                real = os.path.realpath(e.path)
+                if dataset is not None and _within(real, dataset) and not _within(real, base):
+                    warnings.warn(
+                        f"Left out the link {e.path} -> {real}: it leads out of the class folder {folder} into "
+                        "the dataset, whose images belong to their own class. Remove the link, or copy the images.",
+                        stacklevel=4,
+                    )
+                    continue
+            try:
+                if e.is_dir():  # follows links
+                    dirs.append(e.path)
+                    continue
+                if not e.name.lower().endswith(IMG_EXTENSIONS):
+                    continue
+                if e.is_symlink():
+                    target = os.stat(e.path)
+                    key = (target.st_dev, target.st_ino)
+                else:
+                    key = (st.st_dev, e.inode())  # from the directory listing: no stat per file
+            except OSError:
+                key = None  # a broken link: decoding names it
+            if key is not None and key in seen:
+                continue  # a hard link or a second link to a file already listed
+            if key is not None:
+                seen.add(key)
+            found.append(e.path)
+        for sub in dirs:
+            visit(sub)
+
+    visit(os.fspath(folder))
+    return found
+
+
+def _unreadable_error(folder: str, reason: str, remedy: str = "") -> OSError:
+    err = PermissionError if "ermission" in reason else OSError
+    return err(f"Cannot read {folder}: {reason}. Fix its permissions (chmod -R u+rX {folder}){remedy}.")
+
+
 def image_files_below(folder: str | os.PathLike) -> list[str]:
     """Every image file below ``folder`` (sub-folders included, followed links too), in a fixed order.
 
-    Hidden files and folders and files with other extensions are skipped; a symlink loop (or two links
-    to one folder) lists each folder once.
+    Hidden files and folders and files with other extensions are skipped; each real file and folder is
+    listed once (a link loop, two links to one folder, hard links). An unreadable sub-folder is an error
+    naming it and the reason.
     """
-    found, seen = [], set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
-        ]
+    unreadable: list[tuple[str, str]] = []
+    found = _walk(os.fspath(folder), None, set(), unreadable)
+    if unreadable:
+        raise _unreadable_error(*unreadable[0], ", or move it out")
     return found
+
+
+def _scan(path: Path) -> tuple[list[str], list[str], np.ndarray, list[tuple[int, str, str]]]:
+    """(class names, files, targets, [(class index, folder, reason)] of unreadable folders) of a tree."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"Image folder not found: {path}")
+    try:
+        with os.scandir(path) as it:
+            classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    except OSError as e:
+        raise _unreadable_error(str(path), e.strerror or type(e).__name__) from None
+    files, targets, problems, seen = [], [], [], set()
+    dataset = os.path.realpath(path)
+    for ci, c in enumerate(classes):
+        unreadable: list[tuple[str, str]] = []
+        found = _walk(str(path / c), dataset, seen, unreadable)
+        problems += [(ci, d, why) for d, why in unreadable]
+        files += found
+        targets += [ci] * len(found)
+    return classes, files, np.asarray(targets, dtype=np.int64), problems
 
 
 def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
@@ -222,23 +306,24 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
 
     As torchvision's ``ImageFolder``: each sub-folder of ``path`` is a class and every image file
     anywhere below it (sub-folders included) belongs to that class; hidden files and folders
-    (``.DS_Store``, ``.ipynb_checkpoints``) and files with other extensions are skipped.
+    (``.DS_Store``, ``.ipynb_checkpoints``) and files with other extensions are skipped. Each real file
+    is listed once; a link from a class folder into another part of the tree is left out with a warning.
+    An unreadable folder is an error naming it and the reason.
     """
     path = Path(path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"Image folder not found: {path}")
-    classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
-    files, targets = [], []
-    for ci, c in enumerate(classes):
-        found = image_files_below(path / c)
-        files += found
-        targets += [ci] * len(found)
+    classes, files, targets, problems = _scan(path)
+    if problems:
+        raise _unreadable_error(*problems[0][1:])
+    _require_images(path, classes, files)
+    return classes, files, targets
+
+
+def _require_images(path: Path, classes: list[str], files: list[str]) -> None:
     if not classes or not files:
         raise FileNotFoundError(
             f"No class folders with images in {path}: expected {path}/<class_name>/<image>.jpg "
             f"(extensions {', '.join(IMG_EXTENSIONS)})."
         )
-    return classes, files, np.asarray(targets)
 
 
 def load_image_folder(
@@ -255,18 +340,29 @@ def load_image_folder(
     ``classes``: the class folders to use (default all, at least 2); ``n``: total images, split
     evenly over the classes with a fixed ``seed`` (default all); ``image_size``: resize and
     centre-crop every image to this square size (needed when image sizes differ; photos of any size
-    are decoded straight to it, so memory stays N x image_size^2). An unreadable file is an error naming
-    it; ``skip_bad=True`` skips such files instead, warns with their names and count and lists them in
-    ``.skipped`` of the result. ``num_workers`` > 1 decodes in that many threads.
+    are decoded straight to it, so memory stays N x image_size^2; without it, differing sizes are found from
+    the file headers before anything is decoded). HEIC/HEIF photos are read through pillow-heif. An
+    unreadable file or folder is an error naming it and the reason; ``skip_bad=True`` skips such files and
+    folders instead, warns with their names and count and lists them in ``.skipped`` of the result (running
+    out of memory is never skipped). ``num_workers`` > 1 decodes in that many threads.
     """
+    image_size = image_size_arg(image_size)
     root = Path(path).expanduser()
-    names, files, targets = scan_image_folder(root)
+    names, files, targets, problems = _scan(root)
+    _require_images(root, names, files)
     if classes is None and len(names) < 2:
         raise ValueError(
             f"{root} has one class folder ({names[0]!r}): a classifier needs at least 2, as "
             f"{root}/<class_name>/<image>.jpg with one folder per class."
         )
     ids = _resolve_classes(classes if classes is not None else names, names)
+    problems = [(ci, d, why) for ci, d, why in problems if ci in ids]  # a class left out may be unreadable
+    if problems and not skip_bad:
+        raise _unreadable_error(*problems[0][1:], ", leave its class out with classes=[...], or pass skip_bad=True")
+    for ci, d, why in problems:
+        warnings.warn(f"Skipped {d}: {why} (class {names[ci]!r}).", stacklevel=2)
+        if not (targets == ci).any():
+            raise ValueError(f"No readable image in class {names[ci]!r}: cannot read {d}: {why}.")
     idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {root}")
     sel = [files[i] for i in idx]
     images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers)
@@ -282,7 +378,9 @@ def load_image_folder(
         empty = [c for c, k in zip(chosen, counts) if k == 0]
         if empty:
             raise ValueError(f"No readable image left in class {empty[0]!r} in {root}: every file in it was skipped.")
-    return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=[p for p, _ in bad])
+    skipped = [d for _, d, _ in problems] + [p for p, _ in bad]
+    loaded = torch.bincount(labels, minlength=len(chosen)).tolist()
+    return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=skipped, loaded=loaded)
 
 
 # ---------------------------------------------------------------- CIFAR-10 from either source
