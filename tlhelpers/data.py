@@ -219,7 +219,7 @@ def _walk(folder: str, dataset: str | None, seen: set, unreadable: list[tuple[st
         try:
             st = os.stat(d)
             with os.scandir(d) as it:
-                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+                entries = {e.name: e for e in it if e.name[0] != "."}
         except OSError as e:
             unreadable.append((d, e.strerror or type(e).__name__))
             return
@@ -227,33 +227,35 @@ def _walk(folder: str, dataset: str | None, seen: set, unreadable: list[tuple[st
             return
         seen.add((st.st_dev, st.st_ino))
         dirs = []
-        for e in entries:
-            if e.is_symlink():
-                real = os.path.realpath(e.path)
-                if dataset is not None and _within(real, dataset) and not _within(real, base):
-                    warnings.warn(
-                        f"Left out the link {e.path} -> {real}: it leads out of the class folder {folder} into "
-                        "the dataset, whose images belong to their own class. Remove the link, or copy the images.",
-                        stacklevel=4,
-                    )
-                    continue
+        for name in sorted(entries):
+            e = entries[name]
             try:
-                if e.is_dir():  # follows links
-                    dirs.append(e.path)
-                    continue
-                if not e.name.lower().endswith(IMG_EXTENSIONS):
-                    continue
-                if e.is_symlink():
-                    target = os.stat(e.path)
-                    key = (target.st_dev, target.st_ino)
+                if not e.is_symlink():  # the common case: no system call, all from the directory listing
+                    if e.is_dir():
+                        dirs.append(e.path)
+                        continue
+                    key = (st.st_dev, e.inode()) if name.lower().endswith(IMG_EXTENSIONS) else None
                 else:
-                    key = (st.st_dev, e.inode())  # from the directory listing: no stat per file
-            except OSError:
-                key = None  # a broken link: decoding names it
-            if key is not None and key in seen:
-                continue  # a hard link or a second link to a file already listed
-            if key is not None:
-                seen.add(key)
+                    real = os.path.realpath(e.path)
+                    if dataset is not None and _within(real, dataset) and not _within(real, base):
+                        warnings.warn(
+                            f"Left out the link {e.path} -> {real}: it leads out of the class folder {folder} into "
+                            "the dataset, whose images belong to their own class. Remove the link, or copy the images.",
+                            stacklevel=4,
+                        )
+                        continue
+                    if e.is_dir():
+                        dirs.append(e.path)
+                        continue
+                    target = os.stat(e.path) if name.lower().endswith(IMG_EXTENSIONS) else None
+                    key = (target.st_dev, target.st_ino) if target is not None else None
+            except OSError:  # a broken link: decoding names it
+                if name.lower().endswith(IMG_EXTENSIONS):
+                    found.append(e.path)
+                continue
+            if key is None or key in seen:
+                continue  # not an image, or a hard link or a second link to a file already listed
+            seen.add(key)
             found.append(e.path)
         for sub in dirs:
             visit(sub)
@@ -365,7 +367,7 @@ def load_image_folder(
             raise ValueError(f"No readable image in class {names[ci]!r}: cannot read {d}: {why}.")
     idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {root}")
     sel = [files[i] for i in idx]
-    images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers)
+    images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers, check_headers=True)
     chosen = [names[i] for i in ids]
     labels = torch.as_tensor(lab[kept], dtype=torch.long)
     if bad:

@@ -165,16 +165,21 @@ def check_same_size(paths: Sequence[str]) -> None:
 
 
 def _decode_all(
-    paths: Sequence[str], size: int | None, skip_bad: bool = False, num_workers: int = 0
+    paths: Sequence[str],
+    size: int | None,
+    skip_bad: bool = False,
+    num_workers: int = 0,
+    check_headers: bool = False,
 ) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
     """Decode ``paths``: (images, indices of the files kept, [(path, reason)] of the files skipped).
 
-    The result is allocated once (N x 3 x H x W) and filled as files are decoded; without ``size`` the
-    headers are checked first, so a folder of mixed sizes fails before any photo is decoded.
+    The result is allocated once (N x 3 x H x W) and filled as files are decoded; without ``size`` a file
+    of another size is an error naming it, and with ``check_headers`` the headers are read first, so a
+    folder of mixed-size photos fails before any of them is decoded.
     ``num_workers`` > 1 decodes in that many threads (Pillow releases the GIL while decoding).
     """
     size = image_size_arg(size)
-    if size is None:
+    if size is None and check_headers:
         check_same_size(paths)
 
     def one(p: str) -> torch.Tensor | str:
