@@ -15,7 +15,8 @@ ARCHIVE = Path(os.environ.get("TLHELPERS_ARCHIVE", ROOT.parent / "shared" / "dat
 @pytest.fixture(scope="session")
 def cifar_root() -> Path:
     """The unpacked CIFAR-10 JPEG tree (unpacked from the course archive into the cache if needed)."""
-    from tlhelpers.data import cifar_dir, unpack_archive
+    from tlhelpers.archive import unpack_archive
+    from tlhelpers.settings import cifar_dir
 
     root = cifar_dir()
     if not (root / "train").is_dir():

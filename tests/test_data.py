@@ -244,7 +244,7 @@ def test_missing_split_under_explicit_root_names_that_root(tmp_path):
 def test_unpack_archive_rejects_an_archive_without_the_tree(tmp_path):
     import tarfile
 
-    from tlhelpers.data import unpack_archive
+    from tlhelpers.archive import unpack_archive
 
     (tmp_path / "src" / "photos" / "train").mkdir(parents=True)
     (tmp_path / "src" / "photos" / "train" / "a.txt").write_text("x")
@@ -267,7 +267,7 @@ def test_safe_extract_refuses_members_outside_the_folder(tmp_path, monkeypatch):
     import io
     import tarfile
 
-    from tlhelpers.data import safe_extract
+    from tlhelpers.archive import safe_extract
 
     bad = tmp_path / "bad.tar"
     with tarfile.open(bad, "w") as tf:

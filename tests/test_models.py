@@ -195,3 +195,27 @@ def test_load_checkpoint_restores_weights_into_a_model_and_names_mismatched_keys
     torch.save(torchvision.models.resnet34(num_classes=2).state_dict(), other)
     with pytest.raises(ValueError, match=r"resnet34\.pt.*layer1\.2"):
         tl.load_checkpoint(fresh, other)
+
+
+def test_preprocess_is_torchvisions_preset_without_its_private_module():
+    import torchvision
+
+    from tlhelpers.models import Preprocess
+
+    preset = torchvision.models.ResNet18_Weights.DEFAULT.transforms()  # torchvision's own, through its public API
+    ours = Preprocess.like(preset)
+    assert (ours.crop_size, ours.resize_size, ours.mean, ours.std) == (
+        preset.crop_size,
+        preset.resize_size,
+        preset.mean,
+        preset.std,
+    )
+    x = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)
+    assert torch.equal(ours(x), preset(x))
+    assert torch.equal(ours(x[0]), preset(x[0]))  # one image (C, H, W) too
+    grey = x[:, :1]
+    assert torch.equal(ours(grey), preset(grey.expand(-1, 3, -1, -1)))  # grey widened to 3 channels
+    with pytest.raises(ValueError, match=r"shape \(2, 4, 40, 30\)"):
+        ours(torch.zeros(2, 4, 40, 30, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="crop size must be a positive whole number of pixels, got 0"):
+        Preprocess(0)

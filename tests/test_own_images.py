@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 import tlhelpers as tl
-from tlhelpers.data import decode_files, scan_image_folder
+from tlhelpers.data import scan_image_folder
+from tlhelpers.decode import decode_files
 from tlhelpers.samples import make_sample_folder
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)

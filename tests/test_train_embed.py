@@ -142,14 +142,13 @@ def test_course_backbone_layer3_grid_features_beat_random_init(cifar_root):
 
 
 def test_default_batch_size_follows_the_input_size():
-    from torchvision.transforms._presets import ImageClassification
-
     from tlhelpers.embed import BatchPreprocess, default_batch_size
+    from tlhelpers.models import Preprocess
 
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     assert default_batch_size(None) == 256
-    assert default_batch_size(ImageClassification(crop_size=64, resize_size=64)) == 256
-    assert default_batch_size(ImageClassification(crop_size=224)) == 16  # ImageNet's preset: crop_size [224]
+    assert default_batch_size(Preprocess(crop_size=64, resize_size=64)) == 256
+    assert default_batch_size(Preprocess(crop_size=224, resize_size=256)) == 16  # ImageNet's preset: crop_size [224]
     assert default_batch_size(BatchPreprocess(224, mean, std)) == 16  # an int crop_size
     assert default_batch_size(lambda x: x) == 256
     assert default_batch_size(None, torch.zeros(2, 3, 224, 224)) == 16  # an already preprocessed batch
@@ -281,14 +280,14 @@ def test_fold_batchnorm_shares_what_it_does_not_fold_and_leaves_the_model_alone(
 
 def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
     import torch
-    from torchvision.transforms._presets import ImageClassification
 
     from tlhelpers.embed import BatchPreprocess, fast_preprocess
+    from tlhelpers.models import Preprocess
 
     images = cat_dog[1].images[:16]
     for preset in (
-        ImageClassification(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
-        ImageClassification(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3),
+        Preprocess(crop_size=224, resize_size=224),  # CIFAR upscaled, the benchmark's case
+        Preprocess(crop_size=24, resize_size=28, mean=[0.5] * 3, std=[0.25] * 3),
     ):  # downscaled
         fast = fast_preprocess(preset)
         assert isinstance(fast, BatchPreprocess)
@@ -296,6 +295,6 @@ def test_batch_preprocess_matches_the_torchvision_preset(cat_dog):
         assert out.shape == ref.shape and out.dtype == torch.float32
         assert (out - ref).abs().max().item() < 0.02  # only the preset's uint8 rounding of the resized image differs
     odd = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)  # non-square: shorter side, then centre crop
-    preset = ImageClassification(crop_size=24, resize_size=28)
+    preset = Preprocess(crop_size=24, resize_size=28)
     assert (fast_preprocess(preset)(odd) - preset(odd)).abs().max().item() < 0.02
     assert fast_preprocess(abs) is abs  # anything else is returned unchanged

@@ -1,15 +1,16 @@
 """tlhelpers: the small support package of the transfer-learning course.
 
-One module per concept: ``device``, ``data``, ``models``, ``freeze``, ``recipe``, ``train``, ``embed``,
-``viz``, ``augment``, ``finetune``, ``saving``, ``simulator``, ``strategy``, ``stats`` (noise: compare,
-choose), ``widgets``, ``pretrain``
+One module per concept: ``device``, ``data`` (with ``decode``, ``batch``, ``archive``), ``models``, ``freeze``,
+``recipe``, ``train``, ``embed``, ``viz``, ``augment``, ``finetune``, ``saving``, ``simulator``, ``strategy``,
+``stats`` (noise: compare, choose), ``widgets``, ``pretrain``
 (the offline course backbone)
 and ``cli`` (``python -m tlhelpers doctor | prefetch | bundle | pretrain``).
 """
 
 __version__ = "0.1.0"
 
-from .augment import augmenter, color_jitter, random_resized_crop
+from .augment import augmenter, color_jitter, random_flip, random_resized_crop
+from .batch import prepare_batch
 from .data import (
     CIFAR10_CLASSES,
     ImageTensors,
@@ -18,8 +19,6 @@ from .data import (
     load_digits_task,
     load_image_folder,
     make_loader,
-    prepare_batch,
-    random_flip,
     train_val_split,
 )
 from .device import autocast, get_device, loader_kwargs

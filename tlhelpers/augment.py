@@ -14,9 +14,13 @@ from typing import Callable
 import torch
 from torchvision.ops import roi_align
 
-from .data import random_flip
+__all__ = ["random_flip", "random_resized_crop", "color_jitter", "augmenter"]
 
-__all__ = ["random_resized_crop", "color_jitter", "augmenter"]
+
+def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image of a batch horizontally with probability ``p`` (one vectorised op)."""
+    mask = torch.rand(x.shape[0], device=x.device, generator=generator) < p
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
 
 def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -336,7 +336,7 @@ def _prefetch_cifar() -> str | None:
 
 
 def cmd_prefetch(args) -> int:
-    from .data import unpack_archive
+    from .archive import unpack_archive
 
     if args.archive:
         try:

@@ -18,41 +18,33 @@ Where the data comes from (argument ``source`` or the environment variable
 from __future__ import annotations
 
 import os
-import shutil
-import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from .decode import IMG_EXTENSIONS, _decode_all, decode_files, image_size_arg
 from .device import loader_kwargs
-from .errors import first_line
-from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root
+from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root  # noqa: F401 (cache_dir: old spelling)
 
 __all__ = [
     "CIFAR10_CLASSES",
     "ImageTensors",
-    "cache_dir",
-    "cifar_dir",
-    "unpack_archive",
     "load_cifar_pair",
     "load_cifar_split",
     "load_image_folder",
     "make_loader",
     "scan_image_folder",
     "load_digits_task",
-    "random_flip",
     "train_val_split",
-    "prepare_batch",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclass
@@ -61,7 +53,9 @@ class ImageTensors(Dataset):
 
     Indexing with a list or tensor of indices returns a whole batch in one gather, which is
     what :func:`make_loader` uses, so no per-image Python work happens while training.
-    ``skipped``: the files :func:`load_image_folder` could not read and left out (with ``skip_bad=True``).
+    ``skipped``: the files and folders :func:`load_image_folder` could not read and left out (with
+    ``skip_bad=True``); a :meth:`subset` (a split) does not repeat them. ``loaded``: images per class as
+    loaded from the folder, kept by subsets, so a split can say how many its parent had.
     """
 
     images: torch.Tensor
@@ -69,6 +63,7 @@ class ImageTensors(Dataset):
     classes: list[str]
     paths: list[str] | None = field(default=None, repr=False)
     skipped: list[str] = field(default_factory=list, repr=False)
+    loaded: list[int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -91,7 +86,8 @@ class ImageTensors(Dataset):
     def subset(self, idx: torch.Tensor | Sequence[int]) -> "ImageTensors":
         idx = torch.as_tensor(idx, dtype=torch.long)
         paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
-        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths, list(self.skipped))
+        loaded = list(self.loaded) if self.loaded is not None else None
+        return ImageTensors(self.images[idx], self.labels[idx], list(self.classes), paths, loaded=loaded)
 
 
 def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
@@ -115,9 +111,11 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
         if n < 2:
             first = torch.nonzero(data.labels == c).flatten()[:1].tolist()
             where = f" (in {Path(data.paths[first[0]]).parent})" if data.paths and first else ""
+            had = data.loaded[c] if data.loaded is not None else n
+            part = f" in this part, of {had} loaded from its folder (earlier splits took the rest)" if had > n else ""
             raise ValueError(
-                f"Class {data.classes[c]!r}{where} has {n} image(s): a train/validation split needs at least 2 "
-                f"per class. Add images to it, or leave the class out."
+                f"Class {data.classes[c]!r}{where} has {n} image(s){part}: a train/validation split needs at least 2 "
+                f"per class. Add images to it, split fewer times, or leave the class out."
             )
         members = torch.nonzero(data.labels == c).flatten()
         members = members[torch.randperm(n, generator=g)]
@@ -127,24 +125,6 @@ def train_val_split(data: ImageTensors, val_fraction: float = 0.2, seed: int = 0
     # keep the original order within each part (it is already class-mixed for the course's loaders)
     tr, va = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
     return data.subset(tr), data.subset(va)
-
-
-def prepare_batch(
-    x: torch.Tensor,
-    device: torch.device | str | None = None,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """The one way a batch becomes model input: move it to ``device``, then apply ``transform`` (the weights'
-    preprocessing, which takes uint8 or float in [0, 1]); without a transform, uint8 is scaled to [0, 1]
-    and float input is taken as already in [0, 1] (never divided by 255 twice). 4-D output is channels_last.
-    """
-    if device is not None:
-        x = x.to(device, non_blocking=True)
-    if transform is not None:
-        x = transform(x)
-    elif x.dtype == torch.uint8:
-        x = x.float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 # ---------------------------------------------------------------- class selection (labels only)
@@ -223,24 +203,104 @@ def remap_labels(labels: torch.Tensor, class_ids: Sequence[int]) -> torch.Tensor
 # ---------------------------------------------------------------- ImageFolder trees
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(folder: str, dataset: str | None, seen: set, unreadable: list[tuple[str, str]]) -> list[str]:
+    """Image files below ``folder``, files before sub-folders, each in name order; each real file and folder
+    once (``seen``: their (st_dev, st_ino), shared by all classes of a dataset). A link from ``folder`` into
+    ``dataset`` but out of ``folder`` is left out with a warning naming it; unreadable folders go to
+    ``unreadable`` as (folder, reason)."""
+    found: list[str] = []
+    base = os.path.realpath(folder)
+
+    def visit(d: str) -> None:
+        try:
+            st = os.stat(d)
+            with os.scandir(d) as it:
+                entries = {e.name: e for e in it if e.name[0] != "."}
+        except OSError as e:
+            unreadable.append((d, e.strerror or type(e).__name__))
+            return
+        if (st.st_dev, st.st_ino) in seen:  # a link loop, or a second link to one folder
+            return
+        seen.add((st.st_dev, st.st_ino))
+        dirs = []
+        for name in sorted(entries):
+            e = entries[name]
+            try:
+                if not e.is_symlink():  # the common case: no system call, all from the directory listing
+                    if e.is_dir():
+                        dirs.append(e.path)
+                        continue
+                    key = (st.st_dev, e.inode()) if name.lower().endswith(IMG_EXTENSIONS) else None
+                else:
+                    real = os.path.realpath(e.path)
+                    if dataset is not None and _within(real, dataset) and not _within(real, base):
+                        warnings.warn(
+                            f"Left out the link {e.path} -> {real}: it leads out of the class folder {folder} into "
+                            "the dataset, whose images belong to their own class. Remove the link, or copy the images.",
+                            stacklevel=4,
+                        )
+                        continue
+                    if e.is_dir():
+                        dirs.append(e.path)
+                        continue
+                    target = os.stat(e.path) if name.lower().endswith(IMG_EXTENSIONS) else None
+                    key = (target.st_dev, target.st_ino) if target is not None else None
+            except OSError:  # a broken link: decoding names it
+                if name.lower().endswith(IMG_EXTENSIONS):
+                    found.append(e.path)
+                continue
+            if key is None or key in seen:
+                continue  # not an image, or a hard link or a second link to a file already listed
+            seen.add(key)
+            found.append(e.path)
+        for sub in dirs:
+            visit(sub)
+
+    visit(os.fspath(folder))
+    return found
+
+
+def _unreadable_error(folder: str, reason: str, remedy: str = "") -> OSError:
+    err = PermissionError if "ermission" in reason else OSError
+    return err(f"Cannot read {folder}: {reason}. Fix its permissions (chmod -R u+rX {folder}){remedy}.")
+
+
 def image_files_below(folder: str | os.PathLike) -> list[str]:
     """Every image file below ``folder`` (sub-folders included, followed links too), in a fixed order.
 
-    Hidden files and folders and files with other extensions are skipped; a symlink loop (or two links
-    to one folder) lists each folder once.
+    Hidden files and folders and files with other extensions are skipped; each real file and folder is
+    listed once (a link loop, two links to one folder, hard links). An unreadable sub-folder is an error
+    naming it and the reason.
     """
-    found, seen = [], set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")
-        ]
+    unreadable: list[tuple[str, str]] = []
+    found = _walk(os.fspath(folder), None, set(), unreadable)
+    if unreadable:
+        raise _unreadable_error(*unreadable[0], ", or move it out")
     return found
+
+
+def _scan(path: Path) -> tuple[list[str], list[str], np.ndarray, list[tuple[int, str, str]]]:
+    """(class names, files, targets, [(class index, folder, reason)] of unreadable folders) of a tree."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"Image folder not found: {path}")
+    try:
+        with os.scandir(path) as it:
+            classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    except OSError as e:
+        raise _unreadable_error(str(path), e.strerror or type(e).__name__) from None
+    files, targets, problems, seen = [], [], [], set()
+    dataset = os.path.realpath(path)
+    for ci, c in enumerate(classes):
+        unreadable: list[tuple[str, str]] = []
+        found = _walk(str(path / c), dataset, seen, unreadable)
+        problems += [(ci, d, why) for d, why in unreadable]
+        files += found
+        targets += [ci] * len(found)
+    return classes, files, np.asarray(targets, dtype=np.int64), problems
 
 
 def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
@@ -248,148 +308,24 @@ def scan_image_folder(path: str | os.PathLike) -> tuple[list[str], list[str], np
 
     As torchvision's ``ImageFolder``: each sub-folder of ``path`` is a class and every image file
     anywhere below it (sub-folders included) belongs to that class; hidden files and folders
-    (``.DS_Store``, ``.ipynb_checkpoints``) and files with other extensions are skipped.
+    (``.DS_Store``, ``.ipynb_checkpoints``) and files with other extensions are skipped. Each real file
+    is listed once; a link from a class folder into another part of the tree is left out with a warning.
+    An unreadable folder is an error naming it and the reason.
     """
     path = Path(path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"Image folder not found: {path}")
-    classes = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
-    files, targets = [], []
-    for ci, c in enumerate(classes):
-        found = image_files_below(path / c)
-        files += found
-        targets += [ci] * len(found)
+    classes, files, targets, problems = _scan(path)
+    if problems:
+        raise _unreadable_error(*problems[0][1:])
+    _require_images(path, classes, files)
+    return classes, files, targets
+
+
+def _require_images(path: Path, classes: list[str], files: list[str]) -> None:
     if not classes or not files:
         raise FileNotFoundError(
             f"No class folders with images in {path}: expected {path}/<class_name>/<image>.jpg "
             f"(extensions {', '.join(IMG_EXTENSIONS)})."
         )
-    return classes, files, np.asarray(targets)
-
-
-def _eight_bit(im):
-    """16-bit and 32-bit grey (``I;16*``, ``I``) and float (``F``) images as 8-bit ``L``, scaled, not clipped."""
-    from PIL import Image
-
-    if not (im.mode.startswith("I") or im.mode == "F"):
-        return im
-    a = np.asarray(im).astype(np.float64)
-    top = float(np.nanmax(a)) if a.size else 0.0
-    if im.mode == "F":
-        a = a * 255.0 if top <= 1.0 else a  # float images in [0, 1], else taken as [0, 255]
-    elif im.mode.startswith("I;16") or top > 255:
-        a = a / (257.0 if top <= 65535 else top / 255.0)  # 16-bit: 65535 -> 255 (a 32-bit range: its maximum)
-    return Image.fromarray(np.nan_to_num(a).round().clip(0, 255).astype(np.uint8), "L")
-
-
-def _to_rgb(im):
-    """Any Pillow mode as RGB: transparency is composited on white (not dropped to black), CMYK/P/L converted."""
-    from PIL import Image
-
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def _open_rgb(path: str, size: int | None):
-    """Open one file as an upright RGB Pillow image; with ``size``, the central square resized to size x size.
-
-    JPEGs are decoded in draft mode straight to the smallest scale (1/2, 1/4, 1/8) that still covers ``size``,
-    so a 12-megapixel photo never exists in memory at full size; then one antialiased resize of the crop box.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        if size is not None and im.format == "JPEG":
-            im.draft("RGB", (size, size))  # shorter side stays >= size
-        im.load()
-        im = _eight_bit(im)
-        if "exif" in im.info or "Raw profile type exif" in im.info:  # the check is cheap, the EXIF parse is not
-            ImageOps.exif_transpose(im, in_place=True)  # phone photos: rotate as the camera said
-        if size is not None and im.size != (size, size):
-            w, h = im.size
-            side = min(w, h)
-            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-            if im.mode == "P":
-                im = _to_rgb(im)
-            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
-        return _to_rgb(im)
-
-
-def _decode(path: str, size: int | None) -> torch.Tensor:
-    """One image file as a (3, H, W) uint8 tensor, upright (EXIF), any mode converted to RGB; with ``size``
-    resized (shorter side) and centre-cropped to size x size. An unreadable file is a ValueError naming it."""
-    try:
-        img = torch.from_numpy(np.array(_open_rgb(path, size))).permute(2, 0, 1)
-    except Exception as e:  # UnidentifiedImageError, truncated files, permissions: name the file
-        detail = first_line(e).replace(f" '{path}'", "").replace(path, "it")
-        raise ValueError(f"Cannot read image file {path}: {detail}") from None
-    return img.contiguous()
-
-
-def _decode_all(
-    paths: Sequence[str], size: int | None, skip_bad: bool = False, num_workers: int = 0
-) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
-    """Decode ``paths``: (images, indices of the files kept, [(path, reason)] of the files skipped).
-
-    With ``size`` the result is allocated once (N x 3 x size x size) and filled as files are decoded.
-    ``num_workers`` > 1 decodes in that many threads (Pillow releases the GIL while decoding).
-    """
-
-    def one(p: str) -> torch.Tensor | str:
-        try:
-            return _decode(p, size)
-        except ValueError as e:
-            if not skip_bad:
-                raise
-            return str(e).split(": ", 1)[-1]
-
-    if num_workers and num_workers > 1 and len(paths) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(num_workers)
-        results = pool.map(one, paths)
-    else:
-        pool, results = None, map(one, paths)
-    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8) if size is not None else None
-    imgs, kept, bad = [], [], []
-    try:
-        for i, (p, r) in enumerate(zip(paths, results)):
-            if isinstance(r, str):
-                bad.append((p, r))
-                continue
-            if out is not None:
-                out[len(kept)] = r
-            else:
-                imgs.append(r)
-            kept.append(i)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    if out is not None:
-        return out[: len(kept)], kept, bad
-    shapes = {tuple(i.shape) for i in imgs}
-    if len(shapes) > 1:
-        raise ValueError(f"Images have different sizes {sorted(shapes)[:3]}...: pass image_size=N to resize them.")
-    images = torch.stack(imgs) if imgs else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
-    return images, kept, bad
-
-
-def decode_files(paths: Sequence[str], size: int | None = None, num_workers: int = 0) -> torch.Tensor:
-    """Decode image files into one uint8 tensor (N, 3, S, S); an unreadable file is an error naming it.
-
-    With ``size=None`` all images must share one size (true for CIFAR-10); otherwise each is
-    resized (shorter side) and centre-cropped to ``size`` so they can be stacked. Any format and
-    mode Pillow reads (JPEG, PNG incl. 16-bit, WebP, grayscale, RGBA, CMYK) becomes RGB; EXIF rotation
-    is applied. ``num_workers`` > 1 decodes in threads.
-    """
-    if not paths:
-        return torch.empty(0, 3, size or 32, size or 32, dtype=torch.uint8)
-    return _decode_all(list(paths), size, num_workers=num_workers)[0]
 
 
 def load_image_folder(
@@ -406,21 +342,32 @@ def load_image_folder(
     ``classes``: the class folders to use (default all, at least 2); ``n``: total images, split
     evenly over the classes with a fixed ``seed`` (default all); ``image_size``: resize and
     centre-crop every image to this square size (needed when image sizes differ; photos of any size
-    are decoded straight to it, so memory stays N x image_size^2). An unreadable file is an error naming
-    it; ``skip_bad=True`` skips such files instead, warns with their names and count and lists them in
-    ``.skipped`` of the result. ``num_workers`` > 1 decodes in that many threads.
+    are decoded straight to it, so memory stays N x image_size^2; without it, differing sizes are found from
+    the file headers before anything is decoded). HEIC/HEIF photos are read through pillow-heif. An
+    unreadable file or folder is an error naming it and the reason; ``skip_bad=True`` skips such files and
+    folders instead, warns with their names and count and lists them in ``.skipped`` of the result (running
+    out of memory is never skipped). ``num_workers`` > 1 decodes in that many threads.
     """
+    image_size = image_size_arg(image_size)
     root = Path(path).expanduser()
-    names, files, targets = scan_image_folder(root)
+    names, files, targets, problems = _scan(root)
+    _require_images(root, names, files)
     if classes is None and len(names) < 2:
         raise ValueError(
             f"{root} has one class folder ({names[0]!r}): a classifier needs at least 2, as "
             f"{root}/<class_name>/<image>.jpg with one folder per class."
         )
     ids = _resolve_classes(classes if classes is not None else names, names)
+    problems = [(ci, d, why) for ci, d, why in problems if ci in ids]  # a class left out may be unreadable
+    if problems and not skip_bad:
+        raise _unreadable_error(*problems[0][1:], ", leave its class out with classes=[...], or pass skip_bad=True")
+    for ci, d, why in problems:
+        warnings.warn(f"Skipped {d}: {why} (class {names[ci]!r}).", stacklevel=2)
+        if not (targets == ci).any():
+            raise ValueError(f"No readable image in class {names[ci]!r}: cannot read {d}: {why}.")
     idx, lab = balanced_indices(targets, ids, n, seed, names=names, where=f" in {root}")
     sel = [files[i] for i in idx]
-    images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers)
+    images, kept, bad = _decode_all(sel, image_size, skip_bad, num_workers, check_headers=True)
     chosen = [names[i] for i in ids]
     labels = torch.as_tensor(lab[kept], dtype=torch.long)
     if bad:
@@ -433,44 +380,9 @@ def load_image_folder(
         empty = [c for c, k in zip(chosen, counts) if k == 0]
         if empty:
             raise ValueError(f"No readable image left in class {empty[0]!r} in {root}: every file in it was skipped.")
-    return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=[p for p, _ in bad])
-
-
-def safe_extract(tf: tarfile.TarFile, dest: Path) -> None:
-    """Extract ``tf`` into ``dest``, refusing members that would land outside it (absolute paths, '..',
-    links, devices). Uses tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+)."""
-    if hasattr(tarfile, "data_filter"):
-        tf.extractall(dest, filter="data")
-        return
-    for m in tf.getmembers():
-        parts = Path(m.name).parts
-        if Path(m.name).is_absolute() or ".." in parts or not (m.isfile() or m.isdir()):
-            raise ValueError(f"refusing to unpack {m.name!r} from the archive: it is not a plain file inside it")
-    tf.extractall(dest)
-
-
-def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
-    """Unpack ``cifar10-jpg.tar.gz`` (train/ and test/ at its top) into ``dest`` (default :func:`cifar_dir`)."""
-    archive, dest = Path(archive).expanduser(), Path(dest or cifar_dir()).expanduser()
-    if not archive.is_file():
-        raise FileNotFoundError(f"Archive not found: {archive}")
-    if (dest / "train").is_dir() and (dest / "test").is_dir():
-        return dest
-    tmp = dest.with_name(dest.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tf:
-        safe_extract(tf, tmp)
-    tops = [tmp, *(p for p in tmp.iterdir() if p.is_dir())]
-    root = next((p for p in tops if (p / "train").is_dir() and (p / "test").is_dir()), None)
-    if root is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise FileNotFoundError(
-            f"{archive} has no train/ and test/ folders (at its top or one folder down): "
-            "it is not the course's cifar10-jpg.tar.gz."
-        )
-    root.rename(dest)
-    shutil.rmtree(tmp, ignore_errors=True)  # what is left when the tree was one folder down
-    return dest
+    skipped = [d for _, d, _ in problems] + [p for p, _ in bad]
+    loaded = torch.bincount(labels, minlength=len(chosen)).tolist()
+    return ImageTensors(images, labels, chosen, [sel[i] for i in kept], skipped=skipped, loaded=loaded)
 
 
 # ---------------------------------------------------------------- CIFAR-10 from either source
@@ -607,9 +519,3 @@ def make_loader(
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last, **loader_kwargs(device)
     )
-
-
-def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each image of a batch horizontally with probability ``p`` (one vectorised op)."""
-    mask = torch.rand(x.shape[0], device=x.device, generator=generator) < p
-    return torch.where(mask[:, None, None, None], x.flip(-1), x)

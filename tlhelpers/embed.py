@@ -11,7 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ImageTensors, decode_files, make_loader, prepare_batch
+from .batch import prepare_batch
+from .data import ImageTensors, make_loader
+from .decode import decode_files
 from .device import autocast, model_device, native_bf16
 from .models import head_of
 from .recipe import RESNET_STAGES
@@ -140,13 +142,13 @@ class BatchPreprocess(nn.Module):
 
 
 def fast_preprocess(transform: Callable) -> Callable:
-    """The :class:`BatchPreprocess` equivalent of a torchvision ``ImageClassification`` preset
-    (what ``load_backbone`` returns); any other transform is returned unchanged."""
+    """The :class:`BatchPreprocess` equivalent of a :class:`tlhelpers.models.Preprocess` (what ``load_backbone``
+    returns) or of a torchvision ``ImageClassification`` preset; any other transform is returned unchanged."""
     from torchvision.transforms import InterpolationMode
-    from torchvision.transforms._presets import ImageClassification
 
     modes = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
-    if not isinstance(transform, ImageClassification) or transform.interpolation not in modes:
+    preset = all(hasattr(transform, a) for a in ("crop_size", "resize_size", "mean", "std", "antialias"))
+    if not preset or getattr(transform, "interpolation", None) not in modes:
         return transform
     return BatchPreprocess(
         transform.crop_size[0],

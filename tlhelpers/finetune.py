@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .data import prepare_batch
+from .batch import prepare_batch
 from .device import autocast, model_device
 from .freeze import make_optimizer, set_trainable
 from .train import best_epoch, fit, is_better

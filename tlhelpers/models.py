@@ -25,9 +25,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torchvision
-from torchvision.transforms._presets import ImageClassification
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
 
 from . import settings
+from .batch import three_channels
 from .errors import first_line
 from .settings import offline
 
@@ -40,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "load_state_dict",
+    "Preprocess",
     "preprocess_from",
     "preprocess_record",
     "head_of",
@@ -86,9 +89,66 @@ def course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
 
 
-def preprocess_from(p: dict) -> ImageClassification:
+class Preprocess(nn.Module):
+    """A backbone's input preprocessing: resize (shorter side), centre crop, scale to [0, 1], normalize.
+
+    The public equivalent of torchvision's ``ImageClassification`` preset (what ``weights.transforms()``
+    returns), with the same attributes (``crop_size`` and ``resize_size`` as one-element lists, ``mean``,
+    ``std``, ``interpolation``, ``antialias``) and the same output. Takes a batch (N, C, H, W) or one image
+    (C, H, W), uint8 or float in [0, 1], or a PIL image; a grey (1-channel) input is widened to 3 channels.
+    """
+
+    def __init__(
+        self,
+        crop_size: int,
+        resize_size: int | None = None,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ) -> None:
+        super().__init__()
+        for what, v in (("crop size", crop_size), ("resize size", resize_size or crop_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"The preprocessing's {what} must be a positive whole number of pixels, got {v!r}.")
+        self.crop_size, self.resize_size = [int(crop_size)], [int(resize_size or crop_size)]
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self.interpolation, self.antialias = interpolation, antialias
+
+    @classmethod
+    def like(cls, preset: object) -> "Preprocess":
+        """The :class:`Preprocess` with the settings of a torchvision preset (``weights.transforms()``)."""
+        return cls(
+            int(preset.crop_size[0]),
+            int(preset.resize_size[0]),
+            preset.mean,
+            preset.std,
+            preset.interpolation,
+            preset.antialias,
+        )
+
+    def forward(self, img) -> torch.Tensor:
+        if not isinstance(img, torch.Tensor):
+            img = TF.pil_to_tensor(img)
+        img = three_channels(img)
+        img = TF.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        img = TF.center_crop(img, self.crop_size)
+        return TF.normalize(TF.convert_image_dtype(img, torch.float), mean=self.mean, std=self.std)
+
+    def extra_repr(self) -> str:
+        return (
+            f"crop_size={self.crop_size}, resize_size={self.resize_size}, mean={self.mean}, std={self.std}, "
+            f"interpolation={self.interpolation.value}"
+        )
+
+
+def _imagenet_preprocess(name: str) -> Preprocess:
+    return Preprocess.like(_imagenet_enum(name).transforms())
+
+
+def preprocess_from(p: dict) -> Preprocess:
     """The batched preprocessing described by a record ``{"size", "resize_size", "mean", "std"}``."""
-    return ImageClassification(
+    return Preprocess(
         crop_size=int(p["size"]),
         resize_size=int(p.get("resize_size", p["size"])),
         mean=[float(v) for v in p["mean"]],
@@ -98,12 +158,12 @@ def preprocess_from(p: dict) -> ImageClassification:
 
 def preprocess_record(preprocess: nn.Module) -> dict:
     """The record :func:`preprocess_from` rebuilds ``preprocess`` from (a ``load_backbone`` preprocessing)."""
-    if not isinstance(preprocess, ImageClassification):
+    if not isinstance(preprocess, Preprocess):
         raise TypeError(
-            f"Expected the preprocess returned by tl.load_backbone (torchvision ImageClassification), "
+            f"Expected the preprocess returned by tl.load_backbone (tl.models.Preprocess), "
             f"got {type(preprocess).__name__}."
         )
-    if preprocess.interpolation != torchvision.transforms.InterpolationMode.BILINEAR:
+    if preprocess.interpolation != InterpolationMode.BILINEAR:
         raise ValueError(f"Only bilinear preprocessing can be saved, got {preprocess.interpolation}.")
     return {
         "size": int(preprocess.crop_size[0]),
@@ -273,7 +333,7 @@ def load_backbone(
         if "sd" not in locals():
             sd = _imagenet_state_dict(name)
         model.load_state_dict(sd)
-        preprocess = _imagenet_enum(name).transforms()
+        preprocess = _imagenet_preprocess(name)
         _announce(f"Weights: {name} pretrained on ImageNet-1k (torchvision {_imagenet_enum(name)}).", verbose)
     elif weights == "course":
         if name != "resnet18":
@@ -289,7 +349,7 @@ def load_backbone(
             verbose,
         )
     elif weights == "random":
-        preprocess = _course_preprocess() if name == "resnet18" else _imagenet_enum(name).transforms()
+        preprocess = _course_preprocess() if name == "resnet18" else _imagenet_preprocess(name)
         _announce(f"Weights: {name} randomly initialised (no pretraining).", verbose)
     else:
         path = Path(weights).expanduser()
@@ -315,7 +375,7 @@ def load_backbone(
                 f"preprocessing from {meta.name}",
             )
         else:
-            preprocess = _imagenet_enum(name).transforms()
+            preprocess = _imagenet_preprocess(name)
             how = (
                 f"WARNING: no preprocessing in it and no {meta.name} beside it, so ImageNet's (224 px) is assumed; "
                 "save models with tl.save_model to keep theirs"

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import prepare_batch
+from .batch import prepare_batch
 from .device import autocast
 from .freeze import count_params, set_trainable, stage_modules, stage_names, stage_params
 

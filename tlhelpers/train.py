@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import IMG_EXTENSIONS, decode_files, image_files_below, prepare_batch
+from .batch import prepare_batch
+from .data import image_files_below
+from .decode import IMG_EXTENSIONS, decode_files
 from .device import autocast, model_device
 from .models import head_of
 from .settings import quick_mode
