@@ -4,13 +4,14 @@
 #   bash course.sh test   set up (first time) and run the whole test suite, notebooks included
 #   bash course.sh site   build the course website into _site/html (executes the notebooks; cached)
 #   bash course.sh site serve   serve the built website on http://127.0.0.1:8000 (TL_SITE_PORT)
+#   bash course.sh classroom [OUT]   build student/, instructor/ and autograder/ into OUT (default classroom/)
 # Environment: TL_VENV (virtualenv folder, default .venv), TL_PYTHON (python to create it with),
 # TL_TORCH (pip spec for PyTorch), TLHELPERS_ARCHIVE (a cifar10-jpg.tar.gz to use offline),
 # TLHELPERS_HOME (data cache, default ~/.cache/tlhelpers).
 set -euo pipefail
 cd "$(dirname "$0")"
 cmd=${1:-}
-case "$cmd" in lab|test|site) ;; *) echo "usage: bash course.sh lab|test|site [serve]" >&2; exit 2 ;; esac
+case "$cmd" in lab|test|site|classroom) ;; *) echo "usage: bash course.sh lab|test|site [serve]|classroom [OUT]" >&2; exit 2 ;; esac
 shift
 
 SITE_OUT=${TL_SITE_OUT:-_site}
@@ -59,6 +60,10 @@ if [ "$cmd" = site ]; then
   "$VENV/bin/sphinx-build" -b html -d "$SITE_OUT/doctrees" site "$SITE_OUT/html" "$@"
   echo "==> built: $SITE_OUT/html/index.html (look at it: bash course.sh site serve)"
   exit 0
+fi
+if [ "$cmd" = classroom ]; then
+  # docs/instructor.md: student and instructor notebooks and the autograder, from notebooks/ (never commit them)
+  exec "$VPY" -m tlhelpers classroom build "${1:-classroom}"
 fi
 if [ "$cmd" = lab ]; then
   # JupyterLab refuses to start as root (containers, lab images) unless told it may
