@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def test_no_solution_code_leaks_into_student_notebooks(built):
     assert checked > 50
 
 
+def test_student_code_cells_are_the_source_code_cells(built):
+    """What lets CI skip running some student versions: nbval runs the very same code (.ci/run)."""
+    for name, nb in classroom.source_notebooks().items():
+        student = json.loads((built / "student" / name).read_text())
+        code = [classroom._text(c) for c in student["cells"] if c["cell_type"] == "code"]
+        assert code == [classroom._text(c) for c in nb["cells"] if c["cell_type"] == "code"], name
+
+
 def test_instructor_runs_each_solution_right_before_its_check(built):
     manifest = json.loads((built / "autograder" / "manifest.json").read_text())
     for name, ex in manifest["notebooks"].items():
@@ -94,6 +103,8 @@ def test_grade_reports_a_missing_folder(tmp_path, capsys):
 def test_fixture_class_gets_the_expected_table(tmp_path):
     """Right, blank, partial, raising, tampered, deleted-check, looping, invalid-JSON, os.system,
     writing-outside and printing-200-MB submissions, graded in the sandbox."""
+    if os.environ.get("TL_CLASSROOM_FIXTURE_GRADED"):
+        pytest.skip(".ci/run graded the fixture class already, with the same expected table")
     if not classroom.sandbox_prefix(tmp_path)[0]:
         pytest.skip("unshare -rnm is not permitted here: the grader runs without a sandbox (it says so)")
     mk = _make_class()
