@@ -403,7 +403,7 @@ def _execute(cells: list[dict], timeout: float, quick: bool, sandbox: bool, resu
         elif "exercise" in r:  # tampered: keep the verdict, say what the pristine check gave
             out["exercises"][r["exercise"]]["line"] += f"; the original check said: {r['line']}"
         if "error" in r and "exercise" not in r:
-            result["errors"].append(f"cell {r['cell'] + 1}: {r['error']}")
+            result["errors"].append(f"code cell {r['cell'] + 1}: {r['error']}")
     done = any(r.get("done") for r in records)
     if outcome:
         result["status"] = outcome
