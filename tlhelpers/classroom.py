@@ -46,6 +46,7 @@ FORBIDDEN = re.compile(
 )
 # Runtime guard inside the sandbox: these audit events raise PermissionError.
 BLOCKED_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.fork", "os.kill")
+WRITTEN_IN_CACHE = ("sample-photos",)  # cache entries the notebooks write (settings.sample_photos_dir)
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -99,6 +100,12 @@ def exercises(nb: dict, name: str) -> list[dict]:
             }
         )
     return out
+
+
+def allowed_calls(nb: dict) -> list[str]:
+    """The calls the grader would flag that the course's own notebook makes (not held against a submission)."""
+    code = "\n".join(_text(c) for c in nb["cells"] if c["cell_type"] == "code")
+    return sorted({m.group(0) for m in FORBIDDEN.finditer(code)})
 
 
 def source_notebooks(names: list[str] | None = None) -> dict[str, dict]:
@@ -185,9 +192,10 @@ def build(out: Path, names: list[str] | None = None) -> dict:
     out = Path(out)
     for sub in ("student", "instructor", "autograder"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    manifest = {"format": FORMAT, "notebooks": {}}
+    manifest = {"format": FORMAT, "notebooks": {}, "allowed_calls": {}}
     for name, nb in source_notebooks(names).items():
         ex = exercises(nb, name)
+        manifest["allowed_calls"][name] = allowed_calls(nb)
         _dump(student_version(nb), out / "student" / name)
         _dump(instructor_version(nb, name), out / "instructor" / name)
         manifest["notebooks"][name] = [{k: v for k, v in e.items() if k != "solution"} for e in ex]
@@ -235,7 +243,11 @@ def _runner(job_path: str) -> None:
 
     shell = InteractiveShell.instance(colors="nocolor")
 
+    python = os.path.realpath(sys.executable)
+
     def guard(event, args):
+        if event == "subprocess.Popen" and os.path.realpath(str(args[0] or (list(args[1]) or [""])[0])) == python:
+            return  # a fresh Python process (notebook 07 reloads a model in one); it inherits the sandbox
         if event.startswith(BLOCKED_EVENTS):
             raise PermissionError(f"{event} is not allowed while grading")
 
@@ -320,7 +332,8 @@ def run_submission(
         if e["id"] not in seen:
             result["exercises"][e["id"]] = {"verdict": TAMPERED, "line": "check cell deleted"}
     code = "\n".join(c["source"] for c in cells)
-    hits = sorted({m.group(0) for m in FORBIDDEN.finditer(code)})
+    allowed = set(manifest.get("allowed_calls", {}).get(name, []))  # what the course's own notebook calls
+    hits = sorted({m.group(0) for m in FORBIDDEN.finditer(code)} - allowed)
     if hits:
         result["notes"].append(f"forbidden call(s) in the code: {', '.join(hits)} (blocked in the sandbox)")
         result["status"] = f"forbidden call: {hits[0]}"
@@ -331,6 +344,17 @@ def run_submission(
     if result["status"] == "ok" and any(v["verdict"] == TAMPERED for v in result["exercises"].values()):
         result["status"] = "tampered check"
     return result
+
+
+def _cache_view(real: Path, tmp: Path) -> Path:
+    """A cache folder inside the run's temporary folder: links to the real (read-only) data, and room for what
+    the notebooks write there (notebook 07 writes its sample photos into ``<cache>/sample-photos``)."""
+    view = tmp / "cache"
+    view.mkdir()
+    for entry in sorted(real.iterdir()) if real.is_dir() else []:
+        if entry.name not in WRITTEN_IN_CACHE:
+            (view / entry.name).symlink_to(entry)
+    return view
 
 
 def _execute(cells: list[dict], timeout: float, quick: bool, sandbox: bool, result: dict) -> dict:
@@ -355,7 +379,9 @@ def _execute(cells: list[dict], timeout: float, quick: bool, sandbox: bool, resu
             TMPDIR=str(tmp),
         )
         env.setdefault("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
-        env.setdefault("TLHELPERS_HOME", str(Path.home() / ".cache" / "tlhelpers"))
+        env["TLHELPERS_HOME"] = str(
+            _cache_view(Path(env.get("TLHELPERS_HOME", Path.home() / ".cache" / "tlhelpers")), tmp)
+        )
         cmd = [
             *prefix,
             sys.executable,
@@ -582,7 +608,12 @@ def main(args: argparse.Namespace) -> int:
         if args.manifest:
             manifest = json.loads(Path(args.manifest).read_text())
         else:
-            manifest = {"format": FORMAT, "notebooks": {n: exercises(nb, n) for n, nb in source_notebooks().items()}}
+            nbs = source_notebooks()
+            manifest = {
+                "format": FORMAT,
+                "notebooks": {n: exercises(nb, n) for n, nb in nbs.items()},
+                "allowed_calls": {n: allowed_calls(nb) for n, nb in nbs.items()},
+            }
         out = Path(args.out or f"{folder.as_posix().rstrip('/')}-grades")
         try:
             grade(folder, out, manifest, timeout=args.timeout, quick=not args.full)
