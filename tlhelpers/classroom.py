@@ -41,9 +41,7 @@ SOURCE = ROOT / "notebooks"
 BUDGETS = ROOT / "docs" / "notebook_budgets.json"
 PASSED, NOT_YET, ERROR, TAMPERED = "passed", "not yet", "error", "tampered"
 OUTPUT_CAP = 20 * 2**20  # bytes of stdout + stderr a submission may print
-FORBIDDEN = re.compile(
-    r"\bos\.(system|popen|exec\w*|spawn\w*|kill)\b|\bsubprocess\b|\bpty\.spawn\b|\bshutil\.rmtree\b"
-)
+FORBIDDEN = re.compile(r"\bos\.(system|popen|exec\w*|spawn\w*|kill)\b|\bsubprocess\b|\bpty\.spawn\b|\bshutil\.rmtree\b")
 # Runtime guard inside the sandbox: these audit events raise PermissionError.
 # os.fork stays allowed: a forked Python inherits the sandbox (notebook 04's data loading forks workers).
 BLOCKED_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill")
