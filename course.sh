@@ -17,6 +17,8 @@ usage: bash course.sh COMMAND [ARGS...]
                and weights, with a remedy for anything missing (exit 0 ready, 1 not ready)
   site         build the course website into _site/html (executes the notebooks; cached)
   site serve   serve the built website on http://127.0.0.1:8000 (TL_SITE_PORT)
+  classroom [OUT]  build student/, instructor/ and autograder/ into OUT (default classroom/);
+               see docs/instructor.md
   help         this message
 
 The first setup creates .venv and downloads PyTorch: about 5.5 GB (the CUDA build) on x86_64 Linux
@@ -28,7 +30,7 @@ USAGE
 
 cmd=${1:-}
 case "$cmd" in
-  lab|test|doctor|site) ;;
+  lab|test|doctor|site|classroom) ;;
   help|-h|--help) usage; exit 0 ;;
   *) usage >&2; echo >&2
      if [ -n "$cmd" ]; then echo "error: unknown command '$cmd': see the usage above" >&2
@@ -94,6 +96,10 @@ if [ "$cmd" = site ]; then
   "$VENV/bin/sphinx-build" -b html -d "$SITE_OUT/doctrees" site "$SITE_OUT/html" "$@"
   echo "==> built: $SITE_OUT/html/index.html (look at it: bash course.sh site serve)"
   exit 0
+fi
+if [ "$cmd" = classroom ]; then
+  # docs/instructor.md: student and instructor notebooks and the autograder, from notebooks/ (never commit them)
+  exec "$VPY" -m tlhelpers classroom build "${1:-classroom}"
 fi
 if [ "$cmd" = lab ]; then
   # JupyterLab refuses to start as root (containers, lab images) unless told it may

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tlhelpers doctor | prefetch | bundle export/import | pretrain``.
+"""Command line: ``python -m tlhelpers doctor | prefetch | bundle export/import | pretrain | classroom``.
 
 * ``doctor``: versions, device, what is cached, what is missing and the remedy for each.
   Exit 0 when the notebooks can run, 1 when something they need is missing.
@@ -669,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--probe-every", type=int, default=0)
     pt.set_defaults(fn=cmd_pretrain)
+    from .classroom import add_cli
+
+    add_cli(sub)  # classroom build | grade | verify | plan (tlhelpers/classroom.py)
     args = p.parse_args(argv)
     try:
         return args.fn(args)
