@@ -76,3 +76,10 @@ def test_hub_file_checksum_from_its_name(tmp_path):
     assert settings.hub_file_ok(good) and not settings.hub_file_ok(bad) and settings.hub_file_ok(plain)
     assert not settings.hub_file_ok(tmp_path / f"missing-{digest[:8]}.pth")
     assert settings.sha256_file(good) == digest and settings.verify_sha256(good, digest[:12].upper())
+
+
+def test_display_path_hides_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert settings.display_path(tmp_path / ".cache" / "tlhelpers") == str(Path("~/.cache/tlhelpers"))
+    assert settings.display_path(tmp_path) == "~"
+    assert settings.display_path("/elsewhere/x") == str(Path("/elsewhere/x"))
