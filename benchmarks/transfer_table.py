@@ -22,58 +22,11 @@ import torch
 
 import tlhelpers as tl
 from tlhelpers.recipe import recipe_table
+from tlhelpers.strategy import run_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL = "feature extraction (random backbone)"  # frozen random features: what pretraining adds
 STRATEGIES = ["feature extraction", "partial fine-tuning", "full fine-tuning", "from scratch"]
-
-
-def run_strategy(strategy: str, train, test, augment=None, weights: str = "course", seed: int = 0) -> torch.Tensor:
-    """One strategy on one target set, by the method of notebook 06's ``run``: hold out a stratified 20% of
-    ``train`` for validation, keep the epoch with the best validation loss (early stopping with the recipe's
-    patience), then score the test set once. Returns which test images it got right (a bool tensor)."""
-    r = tl.recipe(strategy)  # trainable stages, learning rates, epochs, patience: tlhelpers/recipe.py
-    weights = "random" if r.weights == "random" else weights
-    tl.set_seed(seed)  # a random backbone's initial weights
-    model, pre = tl.load_backbone("resnet18", weights=weights, verbose=False)
-    tl.set_seed(seed)  # again: the flips then draw the same numbers as in notebook 06's runs
-    epochs = tl.epochs_for(len(train))  # from the size of the whole training set, as in notebook 06
-    train, val = tl.train_val_split(train, val_fraction=0.2, seed=seed)
-    model = tl.replace_head(model, len(train.classes), seed=seed)
-    if r.cached:  # frozen backbone: features once, a head on standardised features
-        tl.set_trainable(model, r.trainable)
-        f_train, f_val, f_test = (tl.embed(model, d.images, pre)[0] for d in (train, val, test))
-        mu, sd = f_train.mean(0), f_train.std(0) + 1e-6  # training statistics only
-        head, _ = tl.fit_head(
-            (f_train - mu) / sd,
-            train.labels,
-            len(train.classes),
-            (f_val - mu) / sd,
-            val.labels,
-            epochs=r.head_epochs,
-            lr=r.head_lr,
-            weight_decay=r.weight_decay,
-            batch_size=64,
-            seed=seed,
-            keep_best=True,
-            progress=False,
-        )
-        with torch.no_grad():
-            return head((f_test - mu) / sd).argmax(1) == test.labels
-    tl.fit(
-        model,
-        tl.make_loader(train, 32, shuffle=True, seed=seed),
-        tl.make_loader(val, 256),
-        epochs=epochs,
-        optimizer=r.apply(model),
-        transform=pre,
-        augment=augment,
-        progress=False,
-        keep_best=True,
-        patience=r.patience,
-    )
-    ev = tl.evaluate(model, tl.make_loader(test, 256), transform=pre)
-    return ev["preds"] == ev["labels"]
 
 
 def paired_margin(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -95,10 +48,12 @@ def run(domain: str, sizes: list[int], log) -> list[dict]:
         correct = {}
         for s in [CONTROL, *STRATEGIES]:
             t = time.perf_counter()
+            # the method of notebook 06 (tlhelpers/strategy.py): validation split, early stopping
             if s == CONTROL:
-                correct[s] = run_strategy("feature extraction", train, test, weights="random")
+                r = run_strategy("feature extraction", train, test, weights="random")
             else:
-                correct[s] = run_strategy(s, train, test, augment)
+                r = run_strategy(s, train, test, augment=augment)
+            correct[s] = r["test_correct"]
             row[s] = round(correct[s].float().mean().item(), 4)
             row[f"{s} seconds"] = round(time.perf_counter() - t, 1)
             log(f"{domain:22s} n={len(train):6d} {s:38s} acc={row[s]:.4f} ({row[f'{s} seconds']:.0f}s)")

@@ -102,6 +102,7 @@ html_title = "Transfer learning for CV"
 html_baseurl = "https://tl-course.github.io/transfer-learning-cv/"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+html_js_files = ["enlarge.js"]  # click a figure to see it at full size
 html_favicon = "_static/favicon.svg"
 html_last_updated_fmt = "%Y-%m-%d"
 html_theme_options = {
@@ -114,8 +115,10 @@ html_theme_options = {
     "home_page_in_toc": True,
     "show_toc_level": 2,
     "announcement": (
-        f"Every output on these pages was computed when the site was built ({MODE} mode, on a CPU, with the "
-        "offline course backbone). Run a notebook yourself with the Binder or Colab badge at its top."
+        f"The notebooks' outputs were computed when the site was built ({MODE} mode, on a CPU, with the "
+        "offline course backbone), except two tables read from stored benchmark results: nb04's timing "
+        "comparison and nb06's transfer table. The Performance and Course backbone pages are stored "
+        "benchmark reports (benchmarks/results/). Run a notebook yourself with the Binder or Colab badge."
     ),
 }
 html_context = {"default_mode": "light"}

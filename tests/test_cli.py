@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tlhelpers.cli import EXIT_MISSING, EXIT_NOT_READY, main
+from tlhelpers.settings import display_path
 
 DEAD_PROXY = "http://127.0.0.1:9"  # connection refused at once: no download can succeed, even where CI has network
 
@@ -55,8 +56,8 @@ def test_doctor_offline_empty_cache_names_what_is_missing(tmp_path):
     assert "torch 2." in out and "Using device:" in out
     weights = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert "[ok] course backbone: sha256 verified" in out
-    assert f"[not cached] ImageNet ResNet18 weights: not at {weights}" in out
-    assert f"[missing] CIFAR-10: neither the JPEG folder {tmp_path / 'home' / 'cifar10-jpg'}" in out
+    assert f"[not cached] ImageNet ResNet18 weights: not at {display_path(weights)}" in out
+    assert f"[missing] CIFAR-10: neither the JPEG folder {display_path(tmp_path / 'home' / 'cifar10-jpg')}" in out
     assert "remedy: python -m tlhelpers prefetch --archive" in out and "bundle import" in out
     assert out.rstrip().splitlines()[-1].startswith("Not ready: missing CIFAR-10.")
 
@@ -80,7 +81,7 @@ def test_damaged_weights_are_reported_and_removed(tmp_path):
     weights.write_bytes(b"not a checkpoint")
     env = offline_env(tmp_path, TLHELPERS_OFFLINE="1")
     r = run_cli(env, "doctor")
-    assert f"{weights} is damaged (checksum mismatch)" in r.stdout
+    assert f"{display_path(weights)} is damaged (checksum mismatch)" in r.stdout
     r = run_cli(env, "prefetch", "--weights-only")
     assert r.returncode == EXIT_MISSING
     assert "fail their checksum" in r.stdout and "offline mode ($TLHELPERS_OFFLINE is set)" in r.stderr
@@ -90,7 +91,7 @@ def test_damaged_weights_are_reported_and_removed(tmp_path):
 def test_doctor_ready_offline_with_the_jpeg_tree(tmp_path, cifar_root):
     r = run_cli(offline_env(tmp_path, TLHELPERS_CIFAR_DIR=str(cifar_root)), "doctor")
     assert r.returncode == 0, r.stdout
-    assert f"[ok] CIFAR-10: JPEG folder {cifar_root} (50,000 train / 10,000 test images)" in r.stdout
+    assert f"[ok] CIFAR-10: JPEG folder {display_path(cifar_root)} (50,000 train / 10,000 test images)" in r.stdout
     assert r.stdout.rstrip().endswith(
         "Ready: the notebooks can run offline, with the course backbone instead of ImageNet weights."
     )

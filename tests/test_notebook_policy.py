@@ -118,3 +118,17 @@ def test_the_selection_check_catches_test_data():
     nb = json.loads(crafted)
     found = [selections_on_test("".join(c["source"])) for c in nb["cells"]]
     assert [bool(f) for f in found] == [True, True, True, False, False], found
+
+
+FIGSIZE = re.compile(r"figsize=\(\s*([0-9.]+)\s*,")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_fit_the_website_column(path):
+    """A figure wider than tl.viz.COLUMN_WIDTH is shrunk on the website, and its labels with it."""
+    from tlhelpers.viz import COLUMN_WIDTH
+
+    nb = json.loads(path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    wide = [w for w in FIGSIZE.findall(src) if float(w) > COLUMN_WIDTH]
+    assert not wide, f"{path.name}: figsize widths {wide} in; use at most tl.viz.COLUMN_WIDTH ({COLUMN_WIDTH})"

@@ -137,3 +137,10 @@ def test_fast_cpu_autocast_reads_cpuinfo_once_and_closes_it():
 
         gc.collect()  # an unclosed file would warn here, at the latest
     assert fast_cpu_autocast.cache_info().misses == 1
+
+
+def test_display_path_hides_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert settings.display_path(tmp_path / ".cache" / "tlhelpers") == str(Path("~/.cache/tlhelpers"))
+    assert settings.display_path(tmp_path) == "~"
+    assert settings.display_path("/elsewhere/x") == str(Path("/elsewhere/x"))

@@ -144,3 +144,39 @@ def test_strategy_choice_follows_the_mean_over_seeds(capsys):
     assert not check_strategy_choice("scratch", by_seed)
     assert not check_strategy_choice("partial fine-tuning", {})
     assert check_strategy_choice("feature extraction", by_seed, target="digits small")
+
+
+def _tiny_task(n: int, seed: int):
+    """Two classes a pretrained backbone can tell apart: dark vs bright noise images, 32 px."""
+    import torch
+
+    from tlhelpers.data import ImageTensors
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    images = (torch.rand(n, 3, 32, 32, generator=g) * 128 + labels[:, None, None, None] * 127).to(torch.uint8)
+    return ImageTensors(images, labels, ["dark", "bright"])
+
+
+def test_run_strategy_selects_on_validation_and_scores_test_once():
+    """The one procedure of notebook 06 and benchmarks/transfer_table.py: per-image correctness on the
+    20% validation split and on the test set; a passed backbone gives what loading it gives."""
+    import torch
+
+    from tlhelpers.models import load_backbone
+    from tlhelpers.strategy import run_strategy
+
+    train, test = _tiny_task(40, 0), _tiny_task(30, 1)
+    loaded = run_strategy("feature extraction", train, test, weights="course")
+    backbone, preprocess = load_backbone("resnet18", weights="course", verbose=False)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    passed = run_strategy("feature extraction", train, test, backbone=backbone, preprocess=preprocess)
+    assert len(loaded["val_correct"]) == 8 and len(loaded["test_correct"]) == 30
+    assert loaded["val_correct"].dtype == torch.bool
+    assert torch.equal(loaded["test_correct"], passed["test_correct"])
+    assert torch.equal(loaded["val_correct"], passed["val_correct"])
+    assert loaded["test_acc"] == loaded["test_correct"].float().mean().item() > 0.5
+    assert loaded["trainable"] == 512 * 2 + 2
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items()), "the backbone was changed"
+    with pytest.raises(ValueError, match="pass both"):
+        run_strategy("feature extraction", train, test, backbone=backbone)

@@ -155,10 +155,13 @@ def status() -> list[Item]:
     except Exception as e:  # missing or damaged file in the package
         items.append(Item("course backbone", False, first_line(e), ("reinstall the course package: pip install -e .",)))
 
+    show = settings.display_path
     w = imagenet_weights_path("resnet18")
     w_ok = settings.hub_file_ok(w)
     detail = (
-        f"{w} (sha256 verified)" if w_ok else (f"{w} is damaged (checksum mismatch)" if w.is_file() else f"not at {w}")
+        f"{show(w)} (sha256 verified)"
+        if w_ok
+        else (f"{show(w)} is damaged (checksum mismatch)" if w.is_file() else f"not at {show(w)}")
     )
     items.append(
         Item(
@@ -174,10 +177,12 @@ def status() -> list[Item]:
     counts = _cifar_folder_counts(cd)
     if all(counts[s] >= n for s, n in CIFAR_SPLIT_SIZES.items()):
         items.append(
-            Item("CIFAR-10", True, f"JPEG folder {cd} ({counts['train']:,} train / {counts['test']:,} test images)")
+            Item(
+                "CIFAR-10", True, f"JPEG folder {show(cd)} ({counts['train']:,} train / {counts['test']:,} test images)"
+            )
         )
     elif (tv / "cifar-10-batches-py").is_dir() and _torchvision_cifar_ok(tv):
-        items.append(Item("CIFAR-10", True, f"torchvision copy {tv / 'cifar-10-batches-py'} (md5 verified)"))
+        items.append(Item("CIFAR-10", True, f"torchvision copy {show(tv / 'cifar-10-batches-py')} (md5 verified)"))
     else:
         partial = (
             f" (incomplete: {counts['train']:,} train / {counts['test']:,} test images)" if any(counts.values()) else ""
@@ -186,7 +191,8 @@ def status() -> list[Item]:
             Item(
                 "CIFAR-10",
                 False,
-                f"neither the JPEG folder {cd}{partial} nor torchvision's copy {tv / 'cifar-10-batches-py'} is here",
+                f"neither the JPEG folder {show(cd)}{partial} nor torchvision's copy "
+                f"{show(tv / 'cifar-10-batches-py')} is here",
                 _cifar_remedies(),
             )
         )
@@ -222,7 +228,8 @@ def cmd_doctor(args) -> int:
     from .device import fast_cpu_autocast, get_device
 
     cache_dir, cifar_dir = settings.cache_dir(), settings.cifar_dir()
-    print(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}")
+    show = settings.display_path
+    print(f"Python {platform.python_version()} ({show(sys.executable)}) on {platform.system()} {platform.machine()}")
     versions = _versions()
     print("  " + ", ".join(f"{d} {v}" for d, v in versions if v))
     for dist, v in versions:
@@ -244,9 +251,11 @@ def cmd_doctor(args) -> int:
             blocking.append("TLHELPERS_DEVICE")
     print(f"  bfloat16 fast path on CPU: {'yes' if fast_cpu_autocast() else 'no'}")
     env = {k: v for k, v in os.environ.items() if k.startswith("TLHELPERS_") or k == "TORCH_HOME"}
-    print(f"Cache: {cache_dir} | CIFAR-10 folder: {cifar_dir} | weights: {settings.hub_checkpoints()}")
+    print(
+        f"Cache: {show(cache_dir)} | CIFAR-10 folder: {show(cifar_dir)} | weights: {show(settings.hub_checkpoints())}"
+    )
     if env:
-        print("  settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+        print("  settings: " + ", ".join(f"{k}={show(v) if '/' in v else v}" for k, v in sorted(env.items())))
     free = shutil.disk_usage(next(p for p in [cache_dir, *cache_dir.parents] if p.exists())).free
     print(f"  free disk space there: {free / 1e9:.1f} GB (the full cache takes about 0.5 GB)")
     items = status()

@@ -21,6 +21,7 @@ __all__ = [
     "offline",
     "malloc_tune",
     "cache_dir",
+    "display_path",
     "cifar_dir",
     "torchvision_cifar_root",
     "hub_checkpoints",
@@ -81,6 +82,16 @@ def flag(name: str, default: bool = False) -> bool:
     if value in _FALSE:
         return False
     raise SettingError(f"${name}={raw!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off.")
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as the course prints it: under the home folder as ``~/...``, so that a printed
+    output reads the same on every machine and does not show the user name of the one that ran it."""
+    p = Path(path).expanduser()
+    try:
+        return str(Path("~") / p.relative_to(Path.home()))
+    except ValueError:
+        return str(p)
 
 
 def quick_mode() -> bool:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, lr_text
+import torch
+import torch.nn as nn
+
+from .data import ImageTensors, make_loader, train_val_split
+from .embed import embed
+from .freeze import count_params, set_trainable
+from .models import load_backbone, replace_head
+from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, epochs_for, lr_text, recipe
+from .train import evaluate, fit, fit_head, set_seed
 
 __all__ = [
     "Recommendation",
     "recommend_strategy",
+    "run_strategy",
     "size_band",
     "SMALL",
     "LARGE",
@@ -124,3 +136,94 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
     }[size]
     path = f"{n_images:,} images: {band} -> {similarity} domain -> {budget} compute"
     return Recommendation(s, scen, list(STAGES[s]), _lr_text(s), why, path, n_images, similarity, budget)
+
+
+def run_strategy(
+    strategy: str,
+    train: ImageTensors,
+    test: ImageTensors,
+    *,
+    epochs: int | None = None,
+    augment: Callable | None = None,
+    seed: int = 0,
+    backbone: nn.Module | None = None,
+    preprocess: Callable | None = None,
+    weights: str = "course",
+    device: torch.device | str | None = None,
+) -> dict:
+    """Train ``strategy`` (a key of ``RECIPES``) on ``train`` and score it on ``test``.
+
+    The method of notebook 06 and ``benchmarks/transfer_table.py``: a stratified 20%
+    of ``train`` is held out for validation, the epoch with the best validation loss
+    is kept (early stopping with the recipe's patience), and the test set is scored
+    once. ``seed`` fixes everything random: the split, the new head, the batch order,
+    the flips (and a random backbone's weights). ``backbone``, ``preprocess``: a
+    loaded backbone to start from (copied, never changed); without one,
+    ``load_backbone("resnet18", weights)``. ``epochs``: ``epochs_for(len(train))``.
+
+    Returns ``val_correct`` and ``test_correct`` (which images it got right, bool
+    tensors: select and compare on validation, report test), ``val_acc``,
+    ``test_acc``, ``seconds`` (training and scoring) and ``trainable`` (parameters).
+    """
+    r = recipe(strategy)  # trainable stages, learning rates, patience: recipe.py
+    epochs = epochs_for(len(train)) if epochs is None else epochs
+    device = device or "cpu"
+    set_seed(seed)  # a random backbone's initial weights
+    if backbone is None or r.weights == "random":
+        w = "random" if r.weights == "random" else weights
+        backbone, preprocess = load_backbone("resnet18", weights=w, verbose=False)
+    elif preprocess is None:
+        raise ValueError("run_strategy got a backbone but no preprocess: pass both.")
+    else:
+        backbone = copy.deepcopy(backbone)
+    set_seed(seed)  # again: the split, head and flips draw the same numbers either way
+    train, val = train_val_split(train, val_fraction=0.2, seed=seed)
+    model = replace_head(backbone, len(train.classes), seed=seed).to(device)
+    sets = (train, val, test)
+    t0 = time.perf_counter()
+    if r.cached:  # frozen backbone: features once, a head on standardised features
+        set_trainable(model, r.trainable)
+        f_train, f_val, f_test = (embed(model, d.images, preprocess)[0] for d in sets)
+        mu, sd = f_train.mean(0), f_train.std(0) + 1e-6  # training statistics only
+        head, _ = fit_head(
+            (f_train - mu) / sd,
+            train.labels,
+            len(train.classes),
+            (f_val - mu) / sd,
+            val.labels,
+            epochs=r.head_epochs,
+            lr=r.head_lr,
+            weight_decay=r.weight_decay,
+            batch_size=64,
+            seed=seed,
+            keep_best=True,
+            progress=False,
+        )
+        with torch.no_grad():
+            val_correct = head((f_val - mu) / sd).argmax(1) == val.labels
+            test_correct = head((f_test - mu) / sd).argmax(1) == test.labels
+    else:  # partial: layer4 + head; full: every stage; the head at HEAD_LR
+        fit(
+            model,
+            make_loader(train, 32, shuffle=True, seed=seed, device=device),
+            make_loader(val, 256, device=device),
+            epochs=epochs,
+            optimizer=r.apply(model),
+            transform=preprocess,
+            augment=augment,
+            progress=False,
+            keep_best=True,
+            patience=r.patience,
+        )
+        loaders = [make_loader(d, 256, device=device) for d in (val, test)]
+        val_ev, test_ev = (evaluate(model, dl, transform=preprocess) for dl in loaders)
+        val_correct = val_ev["preds"] == val_ev["labels"]
+        test_correct = test_ev["preds"] == test_ev["labels"]
+    return {
+        "val_correct": val_correct,
+        "test_correct": test_correct,
+        "val_acc": val_correct.float().mean().item(),
+        "test_acc": test_correct.float().mean().item(),
+        "seconds": time.perf_counter() - t0,
+        "trainable": count_params(model)[0],
+    }

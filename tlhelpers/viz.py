@@ -18,6 +18,7 @@ from .simulator import StepReport
 from .strategy import LARGE, SMALL, Recommendation, recommend_strategy, size_band
 
 __all__ = [
+    "COLUMN_WIDTH",
     "plot_history",
     "show_images",
     "plot_confusion",
@@ -31,6 +32,11 @@ __all__ = [
     "draw_step",
     "draw_flowchart",
 ]
+
+# Figure width in inches that shows at natural size in the website's text column (about 720 CSS px;
+# figures are drawn at 100 dpi): a label of 8 pt then reads at 11 px. Wider figures are shrunk to the
+# column, and their labels with them (tests/e2e/test_site.py checks the smallest text on every page).
+COLUMN_WIDTH = 7.0
 
 # the simulator's figure: frozen stages blue, trainable green, gradients red
 BLUE, GREEN, RED, GREY = "#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"
@@ -47,7 +53,7 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
 def plot_history(history: Sequence[dict] | dict[str, Sequence[dict]], title: str = "Learning curves"):
     """Loss and accuracy per epoch (train and, if present, validation); several runs as a dict of histories."""
     runs = history if isinstance(history, dict) else {"": history}
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.4), layout="constrained")
     for k, (name, h) in enumerate(runs.items()):
         ep = [r["epoch"] for r in h]
         prefix = f"{name} " if name else ""
@@ -64,10 +70,11 @@ def plot_history(history: Sequence[dict] | dict[str, Sequence[dict]], title: str
     ax_a.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
+    handles, labels = ax_l.get_legend_handles_labels()  # the same lines in both panels
+    # below the panels, never over a curve
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -83,6 +90,7 @@ def show_images(
     """A grid of images with their true labels and, if given, predictions (wrong ones in red)."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
+    size = min(size, COLUMN_WIDTH / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.35)), squeeze=False)
     name = (lambda i: classes[int(i)]) if classes is not None else (lambda i: str(int(i)))
     for ax in axes.flat:
@@ -115,7 +123,8 @@ def confusion_matrix(
 def plot_confusion(labels, preds, classes: Sequence[str], title: str = "Confusion matrix"):
     """Confusion matrix with counts in the cells and accuracy in the title."""
     cm = confusion_matrix(labels, preds, len(classes))
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(classes), 1 + 0.6 * len(classes)))
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(min(COLUMN_WIDTH, 1.2 + 0.7 * k), min(COLUMN_WIDTH * 0.9, 1 + 0.6 * k)))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, f"{v}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
@@ -160,11 +169,12 @@ def plot_embeddings(
         raise ValueError(f"method must be 'tsne' or 'pca', got {method!r}")
     labels = np.asarray(labels)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        _, ax = plt.subplots(figsize=(COLUMN_WIDTH * 0.75, 4.4))
     for c in np.unique(labels):
         m = labels == c
         ax.scatter(pts[m, 0], pts[m, 1], s=8, alpha=0.6, label=classes[c] if classes is not None else str(c))
-    ax.legend(markerscale=2, fontsize=8)
+    # outside the axes, on the right: a legend inside would hide points
+    ax.legend(markerscale=2, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set(title=title or f"{method.upper()} of {x.shape[1]}-d embeddings", xticks=[], yticks=[])
     return pts
 
@@ -175,7 +185,8 @@ def show_filters(weight: torch.Tensor, ncols: int = 16, title: str = "First-laye
     lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
     w = (w - lo) / (hi - lo + 1e-8)
     nrows = -(-len(w) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.6, nrows * 0.6), squeeze=False)
+    cell = min(0.6, COLUMN_WIDTH / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell, nrows * cell + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, f in enumerate(w):
@@ -187,7 +198,8 @@ def show_filters(weight: torch.Tensor, ncols: int = 16, title: str = "First-laye
 def show_feature_maps(maps: dict[str, torch.Tensor], n: int = 8, image: torch.Tensor | None = None):
     """The first ``n`` channels of each stage's feature maps for one image (``{stage: C x H x W}``)."""
     rows = len(maps) + (image is not None)
-    fig, axes = plt.subplots(rows, n, figsize=(n * 1.1, rows * 1.25), squeeze=False)
+    cell = min(1.1, COLUMN_WIDTH / n)
+    fig, axes = plt.subplots(rows, n, figsize=(n * cell, rows * (cell + 0.15)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     r = 0
@@ -216,7 +228,8 @@ def show_neighbors(
 ):
     """A query image followed by its nearest neighbours with their cosine similarity."""
     k = len(indices)
-    fig, axes = plt.subplots(1, k + 1, figsize=(1.6 * (k + 1), 2), squeeze=False)
+    cell = min(1.6, COLUMN_WIDTH / (k + 1))
+    fig, axes = plt.subplots(1, k + 1, figsize=(cell * (k + 1), cell + 0.45), squeeze=False)
     axes = axes[0]
     name = (lambda i: classes[int(i)]) if classes is not None else (lambda i: str(int(i)))
     axes[0].imshow(_hwc(query_image))
@@ -246,7 +259,8 @@ def show_top_patches(
     values, pos, (h, w) = peaks
     img = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     half = patch // 2
-    fig, axes = plt.subplots(len(channels), k, figsize=(k * 0.9, len(channels) * 0.95), squeeze=False)
+    cell = min(0.9, COLUMN_WIDTH / k)
+    fig, axes = plt.subplots(len(channels), k, figsize=(k * cell, len(channels) * (cell + 0.05)), squeeze=False)
     for r, c in enumerate(channels):
         for j, n in enumerate(values[:, c].topk(k).indices.tolist()):
             cy = int((pos[n, c, 0] + 0.5) * size / h)
@@ -256,7 +270,7 @@ def show_top_patches(
             ax.imshow(img[n, :, top : top + patch, left : left + patch].permute(1, 2, 0).clamp(0, 255).byte().numpy())
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"ch {c}", fontsize=7)
+        axes[r, 0].set_ylabel(f"ch {c}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -265,7 +279,7 @@ def show_top_patches(
 
 def plot_lr_find(result: dict, title: str = "Learning-rate finder"):
     """Smoothed loss against learning rate (log axis) from :func:`tlhelpers.finetune.lr_find`, suggestion marked."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 0.85, 3.5))
     ax.plot(result["lrs"], result["losses"])
     ax.set_xscale("log")
     s = result["suggested"]
@@ -289,7 +303,7 @@ def draw_step(r: StepReport, title: str | None = None):
     none, even when the backward signal passes through them.
     """
     n = len(r.stages)
-    fig, (top, bot) = plt.subplots(2, 1, figsize=(10, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
+    fig, (top, bot) = plt.subplots(2, 1, figsize=(8.5, 4.6), gridspec_kw={"height_ratios": [1.15, 1]})
     top.set_xlim(-0.9, n + 0.1)
     top.set_ylim(-0.75, 1.05)
     top.axis("off")
@@ -307,9 +321,9 @@ def draw_step(r: StepReport, title: str | None = None):
         top.text(
             i,
             -0.62,
-            f"{r.changed[s]}/{r.n_tensors[s]} tensors changed",
+            f"{r.changed[s]}/{r.n_tensors[s]} tensors\nchanged",
             ha="center",
-            fontsize=7.5,
+            fontsize=8,
             color=RED if r.changed[s] else GREY,
         )
     top.text(-0.75, 0.5, "input", ha="center", va="center", fontsize=9)
@@ -340,7 +354,7 @@ def draw_step(r: StepReport, title: str | None = None):
         bot.text(
             i,
             g * 1.15 if g > 0 else floor * 1.3,
-            f"{g:.2g}" if g > 0 else "no weight gradient",
+            f"{g:.2g}" if g > 0 else "no weight\ngradient",
             ha="center",
             va="bottom",
             fontsize=8,
@@ -368,7 +382,7 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
     Every leaf is computed by calling the function, so the drawing cannot disagree with it.
     ``highlight``: a recommendation whose path is drawn bold (the others fade). Returns the figure.
     """
-    fig = ax.figure if ax is not None else plt.figure(figsize=(11, 5.6))
+    fig = ax.figure if ax is not None else plt.figure(figsize=(9, 5.6))
     ax = ax or fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(-0.9, 12)
     ax.set_ylim(-0.3, 5.3)
@@ -419,7 +433,7 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
                 label,
                 ha="center",
                 va="center",
-                fontsize=7.5,
+                fontsize=8,
                 alpha=1.0 if on else 0.3,
                 bbox=dict(fc="white", ec="none", pad=0.5),
                 zorder=2,
@@ -448,9 +462,7 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
                 on=on_a or on_l,
             )
             scen = ample.scenario.split(":")[0] if ample.scenario.startswith("scenario") else "medium band"
-            ax.text(
-                xd, yd - 0.55, scen, ha="center", fontsize=7.5, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3
-            )
+            ax.text(xd, yd - 0.55, scen, ha="center", fontsize=8, color="#555555", alpha=1.0 if (on_a or on_l) else 0.3)
             arrow(xd, yd - 0.7, xd, yb + 0.35, on_l, label="3. if compute\nis limited")
             box(xd, yb, limited.strategy.replace(" ", "\n"), color=STRATEGY_COLORS[limited.strategy], on=on_l, size=8)
     ax.text(-0.85, yd, "ample\ncompute:", fontsize=8.5, va="center", color="#333333")

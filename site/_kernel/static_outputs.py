@@ -9,6 +9,10 @@ A static page cannot run a kernel, so two things that only live in a kernel get 
   on a copy, rendered by the same tested functions (``train_step``/``draw_step``, ``recommend_strategy``/
   ``draw_flowchart``), with a "run it live" note (the Binder/Colab badges are at the top of each page).
 
+Every figure's output also records the size of its smallest text, in pixels of the PNG
+(``tl_min_text_px`` in the output's metadata), so that the browser test can check how large that text
+shows on the page (tests/e2e/test_site.py).
+
 Learners never run this file: JupyterLab, Binder, Colab and the tests show the real widgets.
 """
 
@@ -35,7 +39,7 @@ def _tl_site_setup() -> None:
         def __init__(self, *args, **kwargs):
             kwargs["file"] = _Sink()
             kwargs["leave"] = True
-            kwargs.setdefault("ncols", 100)
+            kwargs.setdefault("ncols", 80)  # within the text column's width
             kwargs.setdefault("ascii", False)  # the sink is no terminal: say that unicode blocks are fine
             self._tl_printed = False
             super().__init__(*args, **kwargs)
@@ -54,6 +58,21 @@ def _tl_site_setup() -> None:
         mod.tqdm, mod.trange = TextBar, trange
 
     from IPython.display import HTML, Image, display
+    from matplotlib_inline import backend_inline
+
+    fetch_metadata = backend_inline._fetch_figure_metadata
+
+    def figure_metadata(fig):
+        """The inline backend's metadata of a figure, plus its smallest visible text in PNG pixels."""
+        from matplotlib.text import Text
+
+        meta = dict(fetch_metadata(fig) or {})
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        if sizes:
+            meta["tl_min_text_px"] = round(min(sizes) * fig.dpi / 72, 2)
+        return meta
+
+    backend_inline._fetch_figure_metadata = figure_metadata
 
     import tlhelpers.widgets as tw
 
@@ -63,10 +82,14 @@ def _tl_site_setup() -> None:
         "(or <code>bash course.sh lab</code> on your machine).</p>"
     )
 
-    def pngs(output_widget) -> list[bytes]:
+    def pngs(output_widget) -> list[tuple[bytes, dict]]:
         import base64
 
-        return [base64.b64decode(o["data"]["image/png"]) for o in output_widget.outputs if "image/png" in o["data"]]
+        return [
+            (base64.b64decode(o["data"]["image/png"]), o.get("metadata", {}))
+            for o in output_widget.outputs
+            if "image/png" in o["data"]
+        ]
 
     def toggles_html(sim) -> str:
         cells = "".join(
@@ -100,14 +123,14 @@ def _tl_site_setup() -> None:
                 "<i>Train step</i> pressed once:</p>" + toggles_html(demo) + f"<p>{demo.status.value}</p>"
             )
         )
-        for png in pngs(demo.plot):
-            display(Image(data=png))
+        for png, meta in pngs(demo.plot):
+            display(Image(data=png), metadata=meta)
 
     def show_guide(self) -> None:
         display(HTML(live + "<p>The guide as built:</p>" + self.out.value))
         if self.chart is not None:
-            for png in pngs(self.chart):
-                display(Image(data=png))
+            for png, meta in pngs(self.chart):
+                display(Image(data=png), metadata=meta)
         rows = []
         for n, sim, budget in (
             (100, "different", "ample"),

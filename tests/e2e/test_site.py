@@ -4,8 +4,10 @@ Serves the built site (``bash course.sh site``: ``_site/html``, or the folder in
 free port of 127.0.0.1 and checks: every page loads without console errors or failed requests; every
 notebook page shows as many images as its executed notebook has figure outputs, with no traceback,
 warning text, widget repr or empty output area; every internal link (and its #anchor) and image
-resolves; the search page finds "BatchNorm". Screenshots of the landing page, nb03 and nb04 go to
-``test-artifacts/e2e/``. Skips, saying why, when the site is not built or Playwright/Chromium is missing.
+resolves; the search page finds "BatchNorm"; no code or output block is cut (wider than the text
+column, so that it scrolls sideways) and no figure's smallest text shows below ``MIN_TEXT_PX``.
+Screenshots of the landing page, nb03 and nb04 go to ``test-artifacts/e2e/``. Skips, saying why, when
+the site is not built or Playwright/Chromium is missing.
 
 The machines that run it have no internet: requests to other hosts are answered in the browser with an
 empty response, and only the notebooks' Binder/Colab badge images may ask for one (``EXTERNAL_OK``).
@@ -37,6 +39,11 @@ SCREENSHOTS["notebooks/04_cats_vs_dogs.html"] = "site-nb04.png"
 BAD_OUTPUT = re.compile(
     r"Traceback \(most recent call last\)|\w*Warning: |VBox\(|HBox\(|Loading widget|FloatProgress|\|\s*0/\d+ \["
 )
+# The smallest legible figure text, in CSS px as the page shows it. 8 px: the issue found 5-6 px labels
+# unreadable; below 8 px the glyphs of matplotlib's DejaVu Sans merge on a standard (1x) screen, and at
+# 8 px a figure label is about the size of the smallest text the theme itself uses (0.75rem captions at
+# 12 px) scaled down by a third. Figures sized to tlhelpers.viz.COLUMN_WIDTH show 8 pt labels at 11 px.
+MIN_TEXT_PX = 8.0
 EMPTY_GIF = "R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="  # 1x1 transparent GIF
 
 
@@ -119,6 +126,13 @@ def visits(browser, server, site, artifacts) -> dict[str, dict]:
                           .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
                   outputs: [...document.querySelectorAll('main div.cell_output')].map(o => ({
                       text: o.innerText, imgs: o.querySelectorAll('img').length})),
+                  blocks: [...document.querySelectorAll('main pre, main div.cell_output, main table')]
+                          .map(e => ({kind: e.closest('div.cell_output') ? 'output' : 'code',
+                                      scroll: e.scrollWidth, client: e.clientWidth,
+                                      line: e.innerText.split('\\n')
+                                             .reduce((a, b) => b.length > a.length ? b : a, '')})),
+                  figures: [...document.querySelectorAll('main div.cell_output img')]
+                          .map(i => ({natural: i.naturalWidth, shown: i.getBoundingClientRect().width})),
                 })"""
             )
             info.update(status=resp.status if resp else None, errors=errors)
@@ -168,6 +182,54 @@ def test_notebook_pages_show_every_figure_and_clean_outputs(visits, site):
             assert o["text"].strip() or o["imgs"], f"{rel}: an empty output area"
             assert not BAD_OUTPUT.search(o["text"]), f"{rel}: an output shows {o['text'][:600]!r}"
         assert not v["broken"], f"{rel}: images that did not load: {v['broken']}"
+
+
+def cut_blocks(visits) -> list[str]:
+    """Code and output blocks wider than their box: the end of their longest line is out of sight."""
+    return [
+        f"{rel}: {b['kind']} {b['scroll']} px in {b['client']} px: {b['line'][:100]!r}"
+        for rel, v in sorted(_pages(visits).items())
+        for b in v["blocks"]
+        if b["client"] > 0 and b["scroll"] > b["client"] + 1
+    ]
+
+
+def figure_text_px(visits, site) -> list[tuple[str, int, float]]:
+    """(page, figure number, its smallest text in CSS px as shown): the PNG's smallest text (recorded by the
+    site kernel, site/_kernel/static_outputs.py) times the scale at which the page shows the image."""
+    out = []
+    for rel, v in sorted(_pages(visits).items()):
+        if not rel.startswith("notebooks/"):
+            continue
+        nb = json.loads((site.parent / "executed" / (Path(rel).stem + ".ipynb")).read_text())
+        metas = [
+            o.get("metadata", {})
+            for c in nb["cells"]
+            if c["cell_type"] == "code"
+            for o in c["outputs"]
+            if "image/png" in o.get("data", {})
+        ]
+        assert len(metas) == len(v["figures"]), f"{rel}: {len(v['figures'])} images, {len(metas)} figure outputs"
+        for k, (meta, fig) in enumerate(zip(metas, v["figures"]), 1):
+            if "tl_min_text_px" in meta and fig["natural"]:
+                out.append((rel, k, meta["tl_min_text_px"] * fig["shown"] / fig["natural"]))
+    return out
+
+
+def test_no_code_or_output_block_is_cut(visits, artifacts):
+    cut = cut_blocks(visits)
+    (artifacts / "site-cut-blocks.txt").write_text("\n".join(cut) + "\n")
+    assert not cut, f"{len(cut)} code/output blocks wider than the text column (they scroll sideways):\n" + "\n".join(
+        cut[:30]
+    )
+
+
+def test_figure_text_is_legible_at_the_column_width(visits, site, artifacts):
+    sizes = figure_text_px(visits, site)
+    assert sizes, "no figure recorded its text size: was the site built with site/_kernel/static_outputs.py?"
+    (artifacts / "site-figure-text.txt").write_text("".join(f"{r} figure {k}: {px:.1f} px\n" for r, k, px in sizes))
+    small = [f"{r} figure {k}: smallest text {px:.1f} px" for r, k, px in sizes if px < MIN_TEXT_PX]
+    assert not small, f"figure text below {MIN_TEXT_PX} CSS px at the column width:\n" + "\n".join(small)
 
 
 def test_internal_links_and_images_resolve(visits, server):
