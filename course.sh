@@ -17,8 +17,8 @@ usage: bash course.sh COMMAND [ARGS...]
                and weights, with a remedy for anything missing (exit 0 ready, 1 not ready)
   site         build the course website into _site/html (executes the notebooks; cached)
   site serve   serve the built website on http://127.0.0.1:8000 (TL_SITE_PORT)
-  classroom [OUT]  build student/, instructor/ and autograder/ into OUT (default classroom/);
-               see docs/instructor.md
+  classroom    build the classroom kit (student/, instructor/, autograder/) into classroom/,
+               or into the folder given after it; see docs/instructor.md
   help         this message
 
 The first setup creates .venv and downloads PyTorch: about 5.5 GB (the CUDA build) on x86_64 Linux

@@ -379,7 +379,7 @@ def test_course_sh_help_names_each_command_and_installs_nothing(tmp_path, arg):
     r = _course_sh(arg, TL_VENV=str(tmp_path / "venv"))
     assert r.returncode == 0 and r.stderr == ""
     commands = re.search(r'case "\$cmd" in\n\s*([\w|]+)\)', (ROOT / "course.sh").read_text()).group(1).split("|")
-    assert set(commands) == {"lab", "test", "doctor", "site"}
+    assert set(commands) == {"lab", "test", "doctor", "site", "classroom"}
     for cmd in commands:  # each command on its own line with what it does
         assert re.search(rf"^  {cmd}\s{{2,}}\S.{{20,}}", r.stdout, re.M), f"usage does not explain {cmd!r}"
     torch = " ".join(f"{n}=={v}" for n, v in ci_torch_pins().items())
