@@ -301,9 +301,9 @@ def fit(
     """Train ``model`` for up to ``epochs``; return the history, one dict per epoch.
 
     ``recipe`` (a :class:`~tlhelpers.recipe.Recipe` or a strategy name) gives the settings at once: without
-    ``optimizer``, ``recipe.apply(model)`` (its trainable stages at its rates); its ``patience``; keep_best;
-    its flip augmentation. Any of them given here wins. Without a recipe or optimizer: Adam at ``lr``
-    (default 1e-3) over the trainable parameters, no selection.
+    ``optimizer``, ``recipe.apply(model)`` (its trainable stages at its rates); its flip augmentation; with a
+    validation set, keep_best and its ``patience``. Any of them given here wins. Without a recipe or
+    optimizer: Adam at ``lr`` (default 1e-3) over the trainable parameters, no selection.
 
     ``val_loader`` is the **validation** set (never the test set): each epoch records ``val_loss`` and
     ``val_acc`` on it. ``keep_best`` restores, at the end, the weights of the epoch with the best
@@ -318,7 +318,7 @@ def fit(
     """
     r = _as_recipe(recipe)
     epochs = _whole("epochs", epochs, 1)
-    keep_best = (r is not None) if keep_best is None else keep_best
+    keep_best = (r is not None and val_loader is not None) if keep_best is None else keep_best
     patience = patience if patience is not None else (r.patience if r is not None and val_loader else None)
     if augment is None and r is not None and r.augment == "flip":
         augment = random_flip
@@ -507,7 +507,7 @@ def fit_head(
     r = _as_recipe(recipe)
     has_val = val_features is not None and val_labels is not None
     epochs = _whole("epochs", _pick(epochs, r and r.head_epochs, 10), 1)
-    keep_best = (r is not None) if keep_best is None else keep_best
+    keep_best = (r is not None and has_val) if keep_best is None else keep_best
     patience = patience if patience is not None else (r.patience if r is not None and has_val else None)
     train_features, train_labels = torch.as_tensor(train_features).float(), torch.as_tensor(train_labels).long()
     if len(train_labels) == 0 or len(train_features) != len(train_labels):
