@@ -53,7 +53,7 @@ def set_seed(seed: int = 0) -> None:
 
     A seeded CPU run is then repeatable on the same machine *at the same thread count*
     (``torch.get_num_threads()``): with another count, sums are split differently and the weights drift
-    apart by rounding (docs/performance.md gives the measured size).
+    apart by rounding (docs/reproducibility.md gives the measured size).
     """
     random.seed(seed)
     np.random.seed(seed)
