@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import pytest
@@ -252,3 +253,24 @@ def test_sidecar_preprocessing_goes_through_the_same_checks(saved, tmp_path):
     with pytest.raises(ValueError, match=r"bare\.json: its preprocessing has size 0"):
         tl.load_backbone(weights=tmp_path / "bare.pt", verbose=False)
     assert modelfile.FORMAT == tl.saving.MODEL_FORMAT == "tlhelpers-model/1"
+
+
+# ---------------------------------------------------------------- pretrain runs on the same loop
+
+
+def test_pretrain_runs_on_the_shared_loop_with_the_models_preprocessing(tmp_path, monkeypatch):
+    from tlhelpers import pretrain as P
+
+    def tiny(split, classes, n, seed, source=None):
+        labels = torch.arange(32) % len(classes)
+        g = torch.Generator().manual_seed(1 if split == "test" else 0)
+        return tl.ImageTensors(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=g), labels, classes)
+
+    monkeypatch.setattr(P, "load_cifar_split", tiny)
+    meta = P.pretrain(tmp_path, epochs=2, size=32, batch_size=8, lr=0.05, log=lambda *_: None)
+    assert [h["epoch"] for h in meta["history"]] == [1, 2] and "test_acc" in meta["history"][-1]
+    assert all(math.isfinite(h["train_loss"]) and 0 <= h["train_acc"] <= 1 for h in meta["history"])
+    sd = torch.load(tmp_path / "course_resnet18.pt", weights_only=True)
+    assert sd["fc.weight"].shape == (8, 512) and sd["fc.weight"].dtype == torch.float16
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(P.normalize(x, 32), tl.prepare_batch(x.float() / 255, None, P.preprocessing(32)))

@@ -149,11 +149,11 @@ def pretrain(
         model.train()
         t = time.perf_counter()
         batches = ((train.images[idx], train.labels[idx]) for idx in index_batches(len(train), batch_size, g))
-        out = train_steps(on_device(batches, model_device(model)), loss_of, opt, sched)
+        done = train_steps(on_device(batches, model_device(model)), loss_of, opt, sched)
         rec = {
             "epoch": epoch + 1,
-            "train_loss": out["train_loss"],
-            "train_acc": out["train_acc"],
+            "train_loss": done["train_loss"],
+            "train_acc": done["train_acc"],
             "seconds": time.perf_counter() - t,
         }
         if epoch == epochs - 1 or (probe_every and (epoch + 1) % probe_every == 0):
