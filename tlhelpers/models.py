@@ -31,6 +31,8 @@ from torchvision.transforms import InterpolationMode
 from . import settings
 from .batch import three_channels
 from .errors import first_line
+from .modelfile import check_model, preprocessing
+from .modelfile import read as read_checkpoint
 from .settings import offline
 
 __all__ = [
@@ -212,36 +214,6 @@ def _no_imagenet_msg(name: str, path: Path, why: str) -> str:
     )
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
-    """``(state dict, metadata)`` of a checkpoint file, read with ``weights_only=True``.
-
-    The state dict is unwrapped from ``{"state_dict"|"model"|"model_state_dict": ...}``, without
-    DataParallel's ``module.`` prefix, floating tensors as float32. ``metadata`` is the rest of such a
-    wrapping dict (what :func:`tlhelpers.saving.save_model` writes beside the weights), else ``{}``.
-    A missing, damaged or foreign file is one error that names it.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, a pickle weights_only refuses
-        detail = first_line(e, 120)
-        raise ValueError(
-            f"Cannot read checkpoint {path}: it is damaged or not a PyTorch state dict ({detail})."
-        ) from None
-    sd, meta = raw, {}
-    if isinstance(raw, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(raw.get(key), dict):
-                sd, meta = raw[key], {k: v for k, v in raw.items() if k != key}
-                break
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__} of other things).")
-    sd = {k.removeprefix("module."): (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-    return sd, meta
-
-
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a state dict file into ``model``; a checkpoint of another architecture names the mismatched keys."""
     path = Path(path).expanduser()
@@ -358,6 +330,8 @@ def load_backbone(
                 f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path."
             )
         sd, saved = read_checkpoint(path)
+        if "format" in saved:  # a file written by tl.save_model: checked like tl.load_model checks it
+            check_model(saved, path)
         fc_w = sd.get("fc.weight")
         if (
             fc_w is not None
@@ -366,19 +340,20 @@ def load_backbone(
         ):
             model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
         load_state_dict(model, sd, path)
-        meta = path.with_suffix(".json")
-        if "preprocessing" in saved:  # a file written by tl.save_model carries its own
-            preprocess, how = preprocess_from(saved["preprocessing"]), "its own preprocessing"
-        elif meta.is_file():
-            preprocess, how = (
-                preprocess_from(json.loads(meta.read_text())["preprocessing"]),
-                f"preprocessing from {meta.name}",
+        outputs = head_of(model)[1].out_features
+        if "classes" in saved and len(saved["classes"]) != outputs:
+            raise ValueError(
+                f"{path} names {len(saved['classes'])} classes but its head has {outputs} outputs: the file "
+                "contradicts itself; save the model again with tl.save_model."
             )
+        found = preprocessing(saved, path)  # its own, else a .json beside it, else None
+        if found is not None:
+            preprocess, how = preprocess_from(found[0]), found[1]
         else:
             preprocess = _imagenet_preprocess(name)
             how = (
-                f"WARNING: no preprocessing in it and no {meta.name} beside it, so ImageNet's (224 px) is assumed; "
-                "save models with tl.save_model to keep theirs"
+                f"WARNING: no preprocessing in it and no {path.with_suffix('.json').name} beside it, so ImageNet's "
+                "(224 px) is assumed; save models with tl.save_model to keep theirs"
             )
         _announce(f"Weights: {name} from checkpoint {path} ({how}).", verbose)
     if num_classes is not None:

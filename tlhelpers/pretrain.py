@@ -25,8 +25,11 @@ import torch.nn.functional as F
 import torchvision
 
 from . import settings
+from .batch import prepare_batch
 from .data import CIFAR10_CLASSES, ImageTensors, load_cifar_split
-from .device import autocast
+from .device import autocast, model_device
+from .models import preprocess_from
+from .train import index_batches, model_loss, on_device, train_steps
 
 SOURCE_CLASSES = [c for c in CIFAR10_CLASSES if c not in ("cat", "dog")]
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]  # CIFAR-10 channel statistics
@@ -51,11 +54,15 @@ def augment(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+def preprocessing(size: int) -> nn.Module:
+    """The backbone's preprocessing (what ``load_backbone(weights="course")`` returns): resize to ``size``,
+    normalise with the CIFAR-10 channel statistics. Pretraining uses it too, so the two never differ."""
+    return preprocess_from({"size": size, "mean": MEAN, "std": STD})
+
+
 def normalize(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
-    x = x_uint8.float().div_(255)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    """A uint8 batch as model input at ``size`` px, through :func:`preprocessing` (resized in float)."""
+    return prepare_batch(x_uint8.float().div_(255), None, preprocessing(size))
 
 
 @torch.inference_mode()
@@ -63,8 +70,8 @@ def accuracy(model: nn.Module, data: ImageTensors, size: int, batch: int = 500) 
     model.eval()
     correct = 0
     for i in range(0, len(data), batch):
-        x = normalize(data.images[i : i + batch], size).contiguous(memory_format=torch.channels_last)
-        with autocast("cpu"):
+        x = normalize(data.images[i : i + batch], size)
+        with autocast(model_device(model)):
             correct += (model(x).argmax(1) == data.labels[i : i + batch]).sum().item()
     return correct / len(data)
 
@@ -76,8 +83,8 @@ def pooled_features(model: nn.Module, images: torch.Tensor, size: int, batch: in
     body = nn.Sequential(*list(model.children())[:-1])
     out = []
     for i in range(0, len(images), batch):
-        x = normalize(images[i : i + batch], size).contiguous(memory_format=torch.channels_last)
-        with autocast("cpu"):
+        x = normalize(images[i : i + batch], size)
+        with autocast(model_device(model)):
             out.append(body(x).flatten(1).float())
     return torch.cat(out).numpy()
 
@@ -132,32 +139,22 @@ def pretrain(
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
     g = torch.Generator().manual_seed(seed)
+    loss_of = model_loss(
+        model,
+        transform=preprocessing(size),
+        augment=lambda x: augment(x.float().div_(255), size, g, min_scale=min_scale),
+        criterion=lambda logits, y: F.cross_entropy(logits, y, label_smoothing=label_smoothing),
+    )
     history = []
     for epoch in range(epochs):
         model.train()
         t = time.perf_counter()
-        perm = torch.randperm(len(train), generator=g)
-        tot_loss, correct = 0.0, 0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i : i + batch_size]
-            x = augment(train.images[idx].float().div_(255), size, g, min_scale=min_scale)
-            x = ((x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]).contiguous(
-                memory_format=torch.channels_last
-            )
-            y = train.labels[idx]
-            with autocast("cpu"):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot_loss += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y).sum().item()
+        batches = ((train.images[idx], train.labels[idx]) for idx in index_batches(len(train), batch_size, g))
+        done = train_steps(on_device(batches, model_device(model)), loss_of, opt, sched)
         rec = {
             "epoch": epoch + 1,
-            "train_loss": tot_loss / len(train),
-            "train_acc": correct / len(train),
+            "train_loss": done["train_loss"],
+            "train_acc": done["train_acc"],
             "seconds": time.perf_counter() - t,
         }
         if epoch == epochs - 1 or (probe_every and (epoch + 1) % probe_every == 0):

@@ -15,11 +15,12 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .models import load_state_dict, preprocess_from, preprocess_record, read_checkpoint, replace_head
+from . import modelfile
+from .models import load_state_dict, preprocess_from, preprocess_record, replace_head
 
 __all__ = ["save_model", "load_model", "MODEL_FORMAT"]
 
-MODEL_FORMAT = "tlhelpers-model/1"
+MODEL_FORMAT = modelfile.FORMAT  # docs/model_format.md
 
 
 def save_model(
@@ -49,11 +50,7 @@ def save_model(
         "torch": str(torch.__version__),
         "state_dict": sd,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
-    return path
+    return modelfile.write(path, record)
 
 
 def _plain(record: dict, path: Path) -> dict:
@@ -67,16 +64,13 @@ def _plain(record: dict, path: Path) -> dict:
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
     """``(model, preprocess, info)`` from a file written by :func:`save_model`; the model is in eval mode.
 
-    ``info`` has ``arch``, ``classes`` and ``training``. A plain state dict, a damaged file, another
-    architecture or another number of classes is one error that names the file.
+    ``info`` has ``arch``, ``classes`` and ``training``. A plain state dict, a damaged or unsafe file, another
+    format version, a missing field, another architecture or another number of classes is one error that
+    names the file (the reading and checking is :mod:`tlhelpers.modelfile`'s).
     """
     path = Path(path).expanduser()
-    sd, meta = read_checkpoint(path)
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(
-            f"{path} is a bare state dict, not a model saved by tl.save_model (no classes or preprocessing in "
-            f"it): load it with tl.load_backbone(weights={str(path)!r}) and pass the right preprocessing."
-        )
+    sd, meta = modelfile.read(path)
+    modelfile.check_model(meta, path)  # this format version, every field, a usable preprocessing
     arch, classes = meta["arch"], list(meta["classes"])
     try:
         model = torchvision.models.get_model(arch, weights=None)

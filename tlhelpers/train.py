@@ -1,4 +1,11 @@
-"""Training and evaluation loops with a tqdm progress bar, and head training on cached features."""
+"""Training and evaluation: one loop of optimisation steps (:func:`train_steps`), the epoch loop that
+:func:`fit` and :func:`fit_head` share, and evaluation with per-class recall.
+
+The loop is plain functions with a hook, after fastai's ``schedule.py``: :func:`train_steps` runs forward,
+backward and step over any batches and calls ``on_step`` after each step (``lr_find`` stops there);
+``pretrain`` and ``lr_find`` call it directly; ``fit`` (batches from a loader through the backbone) and
+``fit_head`` (batches of cached features) run it once per epoch through :func:`_epochs`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ import copy
 import os
 import random
 import time
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -16,15 +24,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .augment import random_flip
 from .batch import prepare_batch
 from .data import image_files_below
 from .decode import IMG_EXTENSIONS, decode_files
 from .device import autocast, model_device
 from .models import head_of
+from .recipe import Recipe
+from .recipe import recipe as recipe_of
 from .settings import quick_mode
 
 __all__ = [
     "set_seed",
+    "train_steps",
     "fit",
     "best_epoch",
     "is_better",
@@ -36,13 +48,99 @@ __all__ = [
 ]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def set_seed(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch; on CPU a seeded run is then repeatable."""
+    """Seed Python, NumPy and PyTorch.
+
+    A seeded CPU run is then repeatable on the same machine *at the same thread count*
+    (``torch.get_num_threads()``): with another count, sums are split differently and the weights drift
+    apart by rounding (docs/reproducibility.md gives the measured size).
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- the one loop of optimisation steps
+
+
+def train_steps(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_of: LossFn,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    on_step: Callable[[int, float], bool | None] | None = None,
+    bar=None,
+) -> dict:
+    """Forward, backward and step for each ``(x, y)`` of ``batches``; return ``{"train_loss", "train_acc",
+    "steps", "stopped"}`` (loss and accuracy averaged over the examples seen).
+
+    ``loss_of(x, y)`` returns ``(loss, logits)``. ``scheduler.step()`` runs after every step (a per-step
+    schedule such as OneCycleLR). ``on_step(step, loss)`` runs after each step; when it returns True the
+    pass stops there. ``bar`` (a tqdm bar) shows the running loss and accuracy. The caller sets train mode.
+    """
+    loss_sum, correct, seen, step, stopped = 0.0, 0, 0, 0, False
+    for step, (x, y) in enumerate(batches, 1):
+        loss, logits = loss_of(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        value, n = loss.item(), y.shape[0]
+        loss_sum += value * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
+        if on_step is not None and on_step(step - 1, value):
+            stopped = True
+            break
+    if seen == 0:
+        raise ValueError("The training loader yielded no batches: the training set is empty.")
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "steps": step, "stopped": stopped}
+
+
+def model_loss(
+    model: nn.Module,
+    transform: Transform | None = None,
+    augment: Transform | None = None,
+    amp: bool = True,
+    criterion: Callable | None = None,
+) -> LossFn:
+    """``loss_of(x, y)`` for :func:`train_steps` through ``model``: ``augment`` (training only), then the
+    weights' ``transform`` on the model's device, bfloat16 autocast where native, the loss in float32."""
+    device = model_device(model)
+    criterion = criterion or F.cross_entropy
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
+        x = prepare_batch(x, device, transform)
+        with autocast(device, enabled=amp):
+            logits = model(x)
+        return criterion(logits.float(), y), logits
+
+    return loss_of
+
+
+def on_device(batches: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` pairs with the labels moved to ``device`` (images move in ``loss_of``, after augmentation)."""
+    for x, y in batches:
+        yield x, torch.as_tensor(y).to(device, non_blocking=True)
+
+
+def index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Indices of ``n`` examples in a fresh random order, ``batch_size`` at a time (tensor-held data)."""
+    perm = torch.randperm(n, generator=generator)
+    for i in range(0, n, batch_size):
+        yield perm[i : i + batch_size]
+
+
+# ---------------------------------------------------------------- epochs, selection, the log
 
 
 def is_better(rec: dict, best: dict | None, monitor: str) -> bool:
@@ -52,6 +150,13 @@ def is_better(rec: dict, best: dict | None, monitor: str) -> bool:
     if monitor.endswith("loss"):
         return rec[monitor] < best[monitor]
     return rec[monitor] > best[monitor] or (rec[monitor] == best[monitor] and rec["val_loss"] < best["val_loss"])
+
+
+def _whole(name: str, value, least: int) -> int:
+    """``value`` as a whole number >= ``least``, or one error naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}.")
+    return int(value)
 
 
 def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monitor: str) -> None:
@@ -84,8 +189,8 @@ class _Selection:
         return self.patience is not None and self.waited >= self.patience
 
     def finish(self, history: list[dict]) -> dict | None:
-        """Mark the chosen epoch ``"best": True``; with ``keep_best``, put its weights back if a later epoch
-        changed them, and return its record (None when nothing was restored)."""
+        """Mark the chosen epoch ``"best": True``. With ``keep_best``, when a later epoch changed its weights,
+        put them back and return its record; None otherwise (no selection, or the last epoch was the best)."""
         if self.best is None:
             return None
         self.best["best"] = True
@@ -95,24 +200,113 @@ class _Selection:
         return None
 
 
+class _Log:
+    """The progress bars of one run, labelled ``desc``: one bar per epoch over its batches (``fit``) or one
+    bar over the epochs (``fit_head``). An early stop closes the bar full, saying so, never part-filled."""
+
+    def __init__(self, desc: str, epochs: int, first: int, enabled: bool, per_epoch: bool) -> None:
+        self.desc, self.epochs, self.first, self.enabled, self.per_epoch = desc, epochs, first, enabled, per_epoch
+        self.bar = None if per_epoch else tqdm(total=epochs, desc=desc, disable=not enabled)
+
+    def label(self, epoch: int) -> str:
+        """``"<desc>, epoch i of n"``, with ``"(epoch k overall)"`` when the run continues another."""
+        i = epoch - self.first + 1
+        text = f"{self.desc}, epoch {i} of {self.epochs}" if self.desc else f"epoch {i} of {self.epochs}"
+        return text + (f" (epoch {epoch} overall)" if self.first > 1 else "")
+
+    def batches(self, epoch: int, loader: Iterable) -> Iterable:
+        """The loader, wrapped in this epoch's bar when there is one bar per epoch."""
+        if not self.per_epoch:
+            return loader
+        self.bar = tqdm(loader, desc=self.label(epoch), disable=not self.enabled, leave=True)
+        return self.bar
+
+    @property
+    def step_bar(self):
+        """The bar that shows running loss and accuracy per step (only a per-epoch bar does)."""
+        return self.bar if self.per_epoch and self.enabled else None
+
+    def end_epoch(self, rec: dict, stop: bool) -> None:
+        if not self.per_epoch:
+            self.bar.update(1)
+        val = {"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}
+        self.bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}", **val)
+        if stop:
+            i = rec["epoch"] - self.first + 1
+            self.bar.total = self.bar.n  # a full bar: the run ended here on purpose
+            self.bar.set_description(f"{self.desc or 'training'}: stopped early after epoch {i} of {self.epochs}")
+        if self.per_epoch or stop:
+            self.bar.close()
+
+    def end(self) -> None:
+        if not self.per_epoch:
+            self.bar.close()
+
+
+def _epochs(
+    epochs: int,
+    one_epoch: Callable[[int], dict],
+    validate: Callable[[], dict] | None,
+    selection: _Selection,
+    log: _Log,
+) -> list[dict]:
+    """The epoch loop of :func:`fit` and :func:`fit_head`: train, validate, record, select, stop early."""
+    history: list[dict] = []
+    try:
+        for epoch in range(log.first, log.first + epochs):
+            t0 = time.perf_counter()
+            rec = {"epoch": epoch, **one_epoch(epoch)}
+            if validate is not None:
+                rec.update(validate())
+            rec["seconds"] = time.perf_counter() - t0
+            history.append(rec)
+            stop = selection.stop_after(rec)
+            log.end_epoch(rec, stop)
+            if stop:
+                break
+    finally:
+        log.end()
+    return history
+
+
+def _pick(value, from_recipe, default):
+    """An argument given explicitly, else the recipe's value, else the default."""
+    return value if value is not None else from_recipe if from_recipe is not None else default
+
+
+def _as_recipe(recipe: Recipe | str | None) -> Recipe | None:
+    return recipe_of(recipe) if isinstance(recipe, str) else recipe
+
+
+# ---------------------------------------------------------------- fit: batches through the backbone
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
     val_loader: DataLoader | None = None,
     epochs: int = 1,
     optimizer: torch.optim.Optimizer | None = None,
-    lr: float = 1e-3,
+    recipe: Recipe | str | None = None,
+    *,
     transform: Transform | None = None,
     augment: Transform | None = None,
-    scheduler=None,
-    criterion: nn.Module | None = None,
-    amp: bool = True,
-    progress: bool = True,
-    keep_best: bool = False,
+    lr: float | None = None,
+    keep_best: bool | None = None,
     patience: int | None = None,
     monitor: str = "val_loss",
+    scheduler=None,
+    amp: bool = True,
+    progress: bool = True,
+    desc: str = "",
+    first_epoch: int = 1,
 ) -> list[dict]:
     """Train ``model`` for up to ``epochs``; return the history, one dict per epoch.
+
+    ``recipe`` (a :class:`~tlhelpers.recipe.Recipe` or a strategy name) gives the settings at once: without
+    ``optimizer``, ``recipe.apply(model)`` (its trainable stages at its rates); its flip augmentation; with a
+    validation set, keep_best and its ``patience``. Any of them given here wins. Without a recipe or
+    optimizer: Adam at ``lr`` (default 1e-3) over the trainable parameters, no selection.
 
     ``val_loader`` is the **validation** set (never the test set): each epoch records ``val_loss`` and
     ``val_acc`` on it. ``keep_best`` restores, at the end, the weights of the epoch with the best
@@ -120,70 +314,45 @@ def fit(
     that many epochs without a better one. The chosen epoch's record has ``"best": True``.
 
     ``transform`` is the preprocessing that goes with the weights (applied to each batch on the
-    model's device); ``augment`` runs before it on training batches only. Without ``optimizer``,
-    Adam at ``lr`` over the trainable parameters. ``scheduler.step()`` runs after every batch (a
-    per-step schedule such as OneCycleLR; scale an epoch-based one by ``len(train_loader)``).
-    ``amp`` uses bfloat16 autocast where the hardware runs it natively (CUDA from Ampere on, CPUs
-    with AVX512-BF16/AMX). The bar shows running loss and accuracy.
+    model's device); ``augment`` runs before it on training batches only. ``scheduler.step()`` runs
+    after every batch (a per-step schedule such as OneCycleLR). ``amp`` uses bfloat16 autocast where
+    the hardware runs it natively. The bars are labelled ``desc`` and show running loss and accuracy;
+    ``first_epoch`` numbers the epochs on from another run (``fine_tune``'s second phase).
     """
+    r = _as_recipe(recipe)
+    epochs = _whole("epochs", epochs, 1)
+    keep_best = (r is not None and val_loader is not None) if keep_best is None else keep_best
+    patience = patience if patience is not None else (r.patience if r is not None and val_loader else None)
+    if augment is None and r is not None and r.augment == "flip":
+        augment = random_flip
     _check_selection(val_loader is not None, keep_best, patience, monitor)
-    device = model_device(model)
-    criterion = criterion or nn.CrossEntropyLoss()
-    if optimizer is None:
+    if optimizer is None and r is not None:
+        optimizer = r.apply(model)
+    elif optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("The model has no trainable parameters: unfreeze at least the head.")
-        optimizer = torch.optim.Adam(params, lr=lr)
-    history: list[dict] = []
-    selection = _Selection(model, keep_best, patience, monitor)
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
+        optimizer = torch.optim.Adam(params, lr=_pick(lr, None, 1e-3))
+    device = model_device(model)
+    loss_of = model_loss(model, transform, augment, amp)
+    log = _Log(desc, epochs, first_epoch, progress, per_epoch=True)
+
+    def one_epoch(epoch: int) -> dict:
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"Epoch {epoch}/{epochs}", disable=not progress, leave=True)
-        for x, y in bar:
-            y = y.to(device, non_blocking=True)
-            x = x.to(device, non_blocking=True)
-            if augment is not None:
-                x = augment(x)
-            x = prepare_batch(x, device, transform)
-            with autocast(device, enabled=amp):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            n = y.shape[0]
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += n
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-        if seen == 0:
-            raise ValueError("The training loader yielded no batches: the training set is empty.")
-        rec = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen}
-        if val_loader is not None:
-            ev = evaluate(model, val_loader, transform=transform, amp=amp)
-            rec.update(val_loss=ev["loss"], val_acc=ev["acc"])
-        rec["seconds"] = time.perf_counter() - t0
-        history.append(rec)
-        if progress:
-            bar.set_postfix(
-                loss=f"{rec['train_loss']:.4f}",
-                acc=f"{rec['train_acc']:.2%}",
-                **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
-            )
-            bar.close()
-        if selection.stop_after(rec):
-            if progress:
-                print(f"Early stopping after epoch {epoch}: no better {monitor} for {patience} epoch(s).")
-            break
+        out = train_steps(
+            on_device(log.batches(epoch, train_loader), device), loss_of, optimizer, scheduler, bar=log.step_bar
+        )
+        return {"train_loss": out["train_loss"], "train_acc": out["train_acc"]}
+
+    def validate() -> dict:
+        ev = evaluate(model, val_loader, transform=transform, amp=amp, warn=False)
+        return {"val_loss": ev["loss"], "val_acc": ev["acc"]}
+
+    selection = _Selection(model, keep_best, patience, monitor)
+    history = _epochs(epochs, one_epoch, validate if val_loader is not None else None, selection, log)
     restored = selection.finish(history)
     if restored is not None and progress:
-        print(
-            f"Kept the weights of epoch {restored['epoch']} of {len(history)} (best {monitor} {restored[monitor]:.4f})."
-        )
+        print(f"Kept the weights of {log.label(restored['epoch'])}: best {monitor} {restored[monitor]:.4f}.")
     return history
 
 
@@ -271,13 +440,38 @@ def predict_files(
     return out
 
 
-def evaluate(model: nn.Module, loader: DataLoader, transform: Transform | None = None, amp: bool = True) -> dict:
-    """Loss, accuracy, predictions and labels of ``model`` on ``loader`` (eval mode, no gradients)."""
+def evaluate(
+    model: nn.Module, loader: DataLoader, transform: Transform | None = None, amp: bool = True, warn: bool = True
+) -> dict:
+    """Loss, accuracy, balanced accuracy, per-class recall, predictions and labels of ``model`` on ``loader``
+    (eval mode, no gradients).
+
+    ``recall[c]`` is the share of class ``c``'s examples predicted as ``c`` (nan for a class absent from
+    ``loader``); ``balanced_acc`` is their mean over the classes present, so a model that always answers the
+    majority class scores ``1 / classes`` there whatever the imbalance. ``majority`` is the largest class's
+    share: with ``warn``, an accuracy that does not beat it gets a warning.
+    """
     logits, labels = predict(model, loader, transform, amp)
     preds = logits.argmax(1)
+    k = max(logits.shape[1], int(labels.max()) + 1)
+    counts = torch.bincount(labels, minlength=k).float()
+    hits = torch.bincount(labels[preds == labels], minlength=k).float()
+    recall = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(counts, float("nan")))
+    acc = (preds == labels).float().mean().item()
+    majority = (counts.max() / counts.sum()).item()
+    if warn and (counts > 0).sum() > 1 and acc <= majority:
+        warnings.warn(
+            f"accuracy {acc:.1%} does not beat the majority class's share of {majority:.1%} on these "
+            f"{len(labels)} examples (balanced accuracy {recall.nanmean().item():.1%}): the model has not "
+            "learnt more than the class frequencies. Look at the per-class recall.",
+            stacklevel=2,
+        )
     return {
         "loss": F.cross_entropy(logits, labels).item(),
-        "acc": (preds == labels).float().mean().item(),
+        "acc": acc,
+        "balanced_acc": recall.nanmean().item(),
+        "recall": recall.tolist(),
+        "majority": majority,
         "preds": preds,
         "labels": labels,
     }
@@ -289,32 +483,41 @@ def fit_head(
     num_classes: int | None = None,
     val_features: torch.Tensor | None = None,
     val_labels: torch.Tensor | None = None,
-    epochs: int = 10,
-    lr: float = 1e-3,
+    recipe: Recipe | str | None = None,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     batch_size: int = 32,
-    weight_decay: float = 0.0,
     seed: int = 0,
-    head: nn.Linear | None = None,
-    progress: bool = True,
-    keep_best: bool = False,
+    keep_best: bool | None = None,
     patience: int | None = None,
     monitor: str = "val_loss",
+    head: nn.Linear | None = None,
+    progress: bool = True,
+    desc: str = "head",
 ) -> tuple[nn.Linear, list[dict]]:
     """Train a linear head on cached (frozen-backbone) features: feature extraction without re-running the backbone.
 
     Equivalent to training ``model.fc`` with the backbone frozen and in eval mode, without
     augmentation, but each epoch costs microseconds instead of a backbone forward pass.
-    ``val_features``/``val_labels`` are the validation set; ``keep_best``, ``patience`` and ``monitor``
-    select an epoch on it as in :func:`fit`. The caller's random state is left as it was.
-    Returns the head (assign it as ``model.fc``) and the per-epoch history.
+    ``recipe`` gives ``epochs`` (its ``head_epochs``), ``lr`` (``head_lr``), ``weight_decay``, ``patience``
+    and keep_best at once; any of them given here wins (without a recipe: 10 epochs, Adam at 1e-3, no
+    weight decay, no selection). ``val_features``/``val_labels`` are the validation set; ``keep_best``,
+    ``patience`` and ``monitor`` select an epoch on it as in :func:`fit`. The caller's random state is left
+    as it was. Returns the head (assign it as ``model.fc``) and the per-epoch history.
     """
+    r = _as_recipe(recipe)
+    has_val = val_features is not None and val_labels is not None
+    epochs = _whole("epochs", _pick(epochs, r and r.head_epochs, 10), 1)
+    keep_best = (r is not None and has_val) if keep_best is None else keep_best
+    patience = patience if patience is not None else (r.patience if r is not None and has_val else None)
     train_features, train_labels = torch.as_tensor(train_features).float(), torch.as_tensor(train_labels).long()
     if len(train_labels) == 0 or len(train_features) != len(train_labels):
         raise ValueError(
             f"fit_head needs as many labels as feature rows, at least one: got {len(train_features)} "
             f"feature rows and {len(train_labels)} labels."
         )
-    has_val = val_features is not None and val_labels is not None
     _check_selection(has_val, keep_best, patience, monitor)
     k = num_classes or int(train_labels.max()) + 1
     g = torch.Generator().manual_seed(seed)
@@ -322,41 +525,32 @@ def fit_head(
         with torch.random.fork_rng(devices=[]):  # a reproducible head without resetting the caller's random state
             torch.manual_seed(seed)
             head = nn.Linear(train_features.shape[1], k)
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    if has_val:
-        vx, vy = torch.as_tensor(val_features).float(), torch.as_tensor(val_labels).long()
-    history: list[dict] = []
-    selection = _Selection(head, keep_best, patience, monitor)
-    bar = tqdm(range(1, epochs + 1), desc="Head epochs", disable=not progress)
-    for epoch in bar:
-        t0 = time.perf_counter()
+    opt = torch.optim.Adam(
+        head.parameters(),
+        lr=_pick(lr, r and r.head_lr, 1e-3),
+        weight_decay=_pick(weight_decay, r and r.weight_decay, 0.0),
+    )
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = head(x)
+        return F.cross_entropy(logits, y), logits
+
+    def one_epoch(epoch: int) -> dict:
         head.train()
-        perm = torch.randperm(len(train_labels), generator=g)
-        loss_sum, correct = 0.0, 0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i : i + batch_size]
-            logits = head(train_features[idx])
-            loss = F.cross_entropy(logits, train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == train_labels[idx]).sum().item()
-        rec = {"epoch": epoch, "train_loss": loss_sum / len(perm), "train_acc": correct / len(perm)}
-        if has_val:
-            with torch.no_grad():
-                head.eval()
-                vl = head(vx)
-                rec.update(val_loss=F.cross_entropy(vl, vy).item(), val_acc=(vl.argmax(1) == vy).float().mean().item())
-        rec["seconds"] = time.perf_counter() - t0
-        history.append(rec)
-        bar.set_postfix(
-            loss=f"{rec['train_loss']:.4f}",
-            acc=f"{rec['train_acc']:.2%}",
-            **({"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}),
-        )
-        if selection.stop_after(rec):
-            break
-    bar.close()
+        batches = ((train_features[i], train_labels[i]) for i in index_batches(len(train_labels), batch_size, g))
+        out = train_steps(batches, loss_of, opt)
+        return {"train_loss": out["train_loss"], "train_acc": out["train_acc"]}
+
+    vx, vy = (torch.as_tensor(val_features).float(), torch.as_tensor(val_labels).long()) if has_val else (None, None)
+
+    def validate() -> dict:
+        with torch.no_grad():
+            head.eval()
+            vl = head(vx)
+        return {"val_loss": F.cross_entropy(vl, vy).item(), "val_acc": (vl.argmax(1) == vy).float().mean().item()}
+
+    selection = _Selection(head, keep_best, patience, monitor)
+    log = _Log(desc, epochs, 1, progress, per_epoch=False)
+    history = _epochs(epochs, one_epoch, validate if has_val else None, selection, log)
     selection.finish(history)
     return head, history
