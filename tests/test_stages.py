@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 import tlhelpers as tl
-from tlhelpers.freeze import stage_params
 from tlhelpers import models
+from tlhelpers.freeze import stage_params
 from tlhelpers.stages import feature_stages, layout, partial_from
 
 ARCHS = {
