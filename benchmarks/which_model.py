@@ -6,9 +6,10 @@ weights are cached (they need internet once), ResNet18/50, ConvNeXt-T and ViT-B/
 are not here is marked "needs internet" and keeps only the measurements that do not need the weights.
 
 Method (select on validation, test once): the frozen backbone's pooled features (the head's input) of
-800 train + 200 validation images go into a standardised logistic regression; C is chosen on validation
-among 0.01 .. 10, refit on train + validation, and scored once on the test images (cat/dog: 400 CIFAR-10
-test images; digits: 400 + 100 of sklearn's digits, 500 test), with a Wilson 95% interval.
+400 train + 100 validation images (digits: 240 + 60) go into a standardised logistic regression; C is chosen
+on validation among 0.01 .. 10, refit on train + validation, and scored once on the test images (cat/dog: 300
+CIFAR-10 test images; digits: 300 of sklearn's held-out digits), with a Wilson 95% interval. Small on purpose:
+the machine is shared by several jobs, so the margins are wide.
 Speed: ms per image of the feature forward pass (batched, `tl.embed`); memory: peak RSS of a fresh
 process that loads the model and embeds; both in one process per model, under `flock /tmp/tl-cpu.lock`.
 
@@ -43,6 +44,7 @@ from tlhelpers import models, settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CS = (0.01, 0.1, 1.0, 10.0)
+N_CATDOG, N_CATDOG_TEST, N_DIGITS, N_DIGITS_TEST = 500, 300, 300, 300  # small: the machine is shared
 # (row label, backbone name, weights, input px or None for the weights' own)
 ROWS = [
     ("random init (ResNet18)", "resnet18", "random", None),
@@ -66,8 +68,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def tasks() -> dict[str, tuple]:
     """{task: (train, val, test)} ImageTensors: cat/dog from CIFAR-10, digits from sklearn (32 px)."""
-    cd_train, cd_test = tl.load_cifar_pair(("cat", "dog"), n_train=1000, n_test=400, seed=0, source="folder")
-    dg_train, dg_test = tl.load_digits_task(n_train=500, seed=0)
+    cd_train, cd_test = tl.load_cifar_pair(("cat", "dog"), N_CATDOG, N_CATDOG_TEST, seed=0, source="folder")
+    dg_train, dg_test = tl.load_digits_task(n_train=N_DIGITS, seed=0)
+    dg_test = dg_test.subset(range(N_DIGITS_TEST))
     out = {}
     for name, tr, te in (("cat/dog", cd_train, cd_test), ("digits", dg_train, dg_test)):
         a, v = tl.train_val_split(tr, 0.2, seed=0)
@@ -116,8 +119,8 @@ def one(label: str, name: str, weights: str, size: int | None) -> dict:
     row["params"] = sum(p.numel() for p in model.parameters())
     row["input_px"] = int(pre.crop_size[0])
     data = tasks()
-    # speed: embed the 400 cat/dog test images (64 when the weights are not here), after one warm-up batch
-    test_images = data["cat/dog"][2].images[: 400 if available else 64]
+    # speed: embed the cat/dog test images (64 when the weights are not here), after one warm-up batch
+    test_images = data["cat/dog"][2].images[: None if available else 64]
     tl.embed(model, test_images[:16], pre)
     t0 = time.perf_counter()
     tl.embed(model, test_images, pre)
@@ -140,6 +143,7 @@ def probe_sizes(sizes=(128, 160, 224)) -> list[dict]:
     from sklearn.preprocessing import StandardScaler
 
     torch.set_num_threads(2)
+    warnings.filterwarnings("ignore")
     train, val, _ = tasks()["cat/dog"]
     model, _ = tl.load_backbone(models.LITE0, weights="imagenet", verbose=False)
     out = []
@@ -156,7 +160,7 @@ def probe_sizes(sizes=(128, 160, 224)) -> list[dict]:
     return out
 
 
-def budget(size: int, batch: int = 32, steps: int = 4) -> list[dict]:
+def budget(size: int, batch: int = 32, steps: int = 3) -> list[dict]:
     """ms per training image and peak RSS of Lite0 fine-tuning steps (each strategy in a fresh process)."""
     out = []
     for strategy in ("partial fine-tuning", "full fine-tuning"):
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"lite0_size": settings.LITE0_SIZE, "cores": 2, "note": "shared machine: absolute times contended"}
     if args.probe:
         result["lite0_size_probe"] = probe_sizes()
+        (RESULTS / "which_model_probe.json").write_text(json.dumps(result["lite0_size_probe"], indent=1) + "\n")
         print("| Lite0 input | cat/dog validation (95% CI) | ms/image |\n|---:|---|---:|")
         for p in result["lite0_size_probe"]:
             lo, hi = p["val_ci95"]
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--one", str(i)]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        print(f"  {rows[-1]['label']}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"  {rows[-1]['label']}: done ({time.perf_counter() - t0:.0f} s)", json.dumps(rows[-1]), flush=True)
     result["rows"] = rows
     if args.budget:
         result["lite0_finetune_budget"] = budget(settings.LITE0_SIZE)
