@@ -1,7 +1,7 @@
 """The course's transfer learning side by side with fastai's standard recipes, in one run.
 
     flock /tmp/tl-cpu.lock python benchmarks/peers.py      # full run (about 10 minutes on 2 contended cores)
-    python benchmarks/peers.py --tiny                      # smoke run (seconds): 40 / 20 images at 32 px
+    python benchmarks/peers.py --tiny                      # smoke run (seconds): 20 / 10 images at 32 px
     python benchmarks/peers.py --no-fastai                 # the course's rows only
 
 Same images, weights, resolution and epochs on both sides: ``--n-train`` (1,000) cat/dog CIFAR-10 JPEGs from the
@@ -466,7 +466,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lever-steps", type=int, default=6)
-    p.add_argument("--tiny", action="store_true", help="smoke run: 40 / 20 images at 32 px, 3 lever steps")
+    p.add_argument("--tiny", action="store_true", help="smoke run: 20 / 10 images at 32 px, 2 lever steps")
     p.add_argument("--no-fastai", action="store_true")
     p.add_argument("--no-levers", action="store_true")
     p.add_argument("--levers-only", action="store_true", help="add the levers to the peers.json already in --out")
@@ -475,7 +475,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.tiny:
-        args.n_train, args.n_test, args.size, args.lever_steps = 40, 20, 32, 3
+        args.n_train, args.n_test, args.size, args.lever_steps = 20, 10, 32, 2
     args.passthrough = ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--size", str(args.size),
                         "--lr", str(args.lr), "--lever-steps", str(args.lever_steps)]  # fmt: skip
     args.passthrough += ["--tiny"] if args.tiny else []
