@@ -541,7 +541,9 @@ def main(argv=None) -> dict | None:
             "lr": args.lr,
             "batch_size": 32,
             "tiny": args.tiny,
-        },  # fmt: skip
+            "jobs": args.jobs,
+            "threads": args.threads,
+        },
         "strategies": {},
     }
     jobs = names + ([] if args.no_levers else ["levers"])

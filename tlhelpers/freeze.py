@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from .device import model_device, optimizer_options
 from .recipe import RESNET_STAGES
 
 __all__ = [
@@ -201,4 +202,4 @@ def make_optimizer(
         raise ValueError(f"Unknown optimizer {name!r}: use 'adam', 'adamw' or 'sgd'.")
     if cls is torch.optim.SGD:
         kwargs.setdefault("momentum", 0.9)
-    return cls(params, lr=lr, **kwargs)
+    return cls(params, lr=lr, **{**optimizer_options(model_device(model), name), **kwargs})

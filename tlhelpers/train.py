@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import IMG_EXTENSIONS, decode_files, image_files_below, prepare_batch
-from .device import autocast, model_device
+from .device import autocast, model_device, optimizer_options
 from .models import head_of
 from .settings import quick_mode
 
@@ -131,7 +131,7 @@ def fit(
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("The model has no trainable parameters: unfreeze at least the head.")
-        optimizer = torch.optim.Adam(params, lr=lr)
+        optimizer = torch.optim.Adam(params, lr=lr, **optimizer_options(device))
     history: list[dict] = []
     selection = _Selection(model, keep_best, patience, monitor)
     for epoch in range(1, epochs + 1):
