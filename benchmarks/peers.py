@@ -429,7 +429,13 @@ def markdown(r: dict) -> str:
         f"{r['machine']['native_bf16']}), {c['n_train']} train ({c['n_fit']} fit + {c['n_val']} validation) / "
         f"{c['n_test']} test images at {c['size']} px, batch 32, base lr {c['lr']}"
         + ("; fastai not installed" if not r["fastai"] else f"; fastai {r['fastai']}")
-        + ".",
+        + "."
+        + (
+            f" Workers ran at once (--jobs {c['jobs']}, {c.get('threads') or 'default'} thread(s) each):"
+            " the speed-ups compare CPU seconds."
+            if c.get("jobs", 1) > 1
+            else ""
+        ),
         "",
         "| strategy | total (s) | training (s) | total CPU (s) | training CPU (s) | peak RSS (GB) | test accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|",
