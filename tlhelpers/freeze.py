@@ -202,4 +202,5 @@ def make_optimizer(
         raise ValueError(f"Unknown optimizer {name!r}: use 'adam', 'adamw' or 'sgd'.")
     if cls is torch.optim.SGD:
         kwargs.setdefault("momentum", 0.9)
-    return cls(params, lr=lr, **{**optimizer_options(model_device(model), name), **kwargs})
+    fast = {} if {"fused", "foreach"} & set(kwargs) else optimizer_options(model_device(model), name)
+    return cls(params, lr=lr, **fast, **kwargs)
