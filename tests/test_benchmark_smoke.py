@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks (perf_workflow, perf_runs, load_photos): tiny sizes, sane results.
+"""Smoke tests of the benchmarks (perf_workflow, perf_runs, load_photos, peers): tiny sizes, sane results.
 
 Checks the result files' structure and sanity, never timings (CI machines vary).
 """
@@ -109,3 +109,57 @@ def test_load_photos_benchmark_runs_and_both_methods_agree(tmp_path):
     for r in rows:
         seconds, per_second = (float(c) for c in r.split("|")[2:4])
         assert seconds >= 0 and per_second > 0
+
+
+PEERS = ROOT / "benchmarks" / "peers.py"
+
+
+def _peers(tmp_path, *extra: str) -> dict:
+    """Run ``peers.py --tiny`` into ``tmp_path`` and return its results file."""
+    cmd = [sys.executable, str(PEERS), "--tiny", "--out", str(tmp_path), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((tmp_path / "peers.json").read_text())
+
+
+def _sane(row: dict) -> None:
+    assert 0 < row["training_s"] <= row["total_s"] and 100 < row["peak_rss_mb"] < 100_000
+    assert 0.0 <= row["test_acc"] <= 1.0 and 0.0 <= row["test_acc_se"] <= 0.5
+
+
+def test_peers_course_side_tiny(tmp_path, cifar_root):
+    """peers.py --tiny --no-fastai: the course's two recipes, the floor, the levers, and the tables."""
+    r = _peers(tmp_path, "--no-fastai")
+    assert list(r["strategies"]) == ["course_fe", "course_ft"] and r["fastai"] is None
+    assert r["config"]["n_fit"] + r["config"]["n_val"] == r["config"]["n_train"] == 20
+    for row in r["strategies"].values():
+        _sane(row)
+    floors = r["strategies"]["course_ft"]["floor"]
+    assert [f["phase"] for f in floors] == [1, 2]
+    assert all(f["epoch_floor_s"] > 0 for f in floors)
+    assert all(f["ratio"] == pytest.approx(f["epoch_s"] / f["epoch_floor_s"]) for f in floors)
+    rows = r["levers"]["rows"]
+    assert rows[0]["agree"] == 1.0 and rows[0]["max_logit_diff"] == 0.0  # the plain step against itself
+    assert all(x["step_s"] > 0 and 0.0 <= x["agree"] <= 1.0 for x in rows)
+    assert {"ft_peak_rss_gb", "fit_epoch_over_floor"} <= set(r["targets"])
+    assert "ft_speedup_vs_fastai_fine_tune" not in r["targets"]
+    md = (tmp_path / "peers.md").read_text()
+    assert "| course tl.fine_tune" in md and "| phase 2 (layer4 + head) |" in md and "fastai not installed" in md
+
+
+def test_peers_without_fastai_says_how_to_install(tmp_path, monkeypatch, capsys, cifar_root):
+    spec = importlib.util.spec_from_file_location("peers", PEERS)
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    monkeypatch.setattr(peers, "have_fastai", lambda: False)
+    r = peers.main(["--tiny", "--only", "course_fe", "fastai_frozen", "--no-levers", "--out", str(tmp_path)])
+    assert 'pip install -e ".[bench]"' in capsys.readouterr().out
+    assert list(r["strategies"]) == ["course_fe"]
+
+
+def test_peers_fastai_side_tiny(tmp_path, cifar_root):
+    pytest.importorskip("fastai")
+    r = _peers(tmp_path, "--no-levers", "--only", "fastai_frozen", "fastai_ft")
+    assert list(r["strategies"]) == ["fastai_frozen", "fastai_ft"] and r["fastai"]
+    for row in r["strategies"].values():
+        _sane(row)

@@ -19,6 +19,7 @@ __all__ = [
     "fast_cpu_autocast",
     "autocast",
     "reuse_freed_memory",
+    "optimizer_options",
 ]
 
 
@@ -115,6 +116,23 @@ def autocast(device: torch.device | str, enabled: bool = True):
     """bfloat16 autocast on CUDA GPUs or CPUs with native bf16; a no-op context elsewhere."""
     device = torch.device(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
+
+
+def optimizer_options(device: torch.device | str, name: str = "adam") -> dict:
+    """Extra keyword arguments for ``name``'s optimizer on ``device``: ``fused=True`` for Adam/AdamW on the CPU.
+
+    The fused CPU kernel updates all parameters in one pass instead of several small ops per tensor; the
+    result is the same up to rounding (docs/performance.md, "Fine-tuning against fastai": 1.3x faster
+    optimizer steps measured there, identical predictions). CUDA and MPS keep PyTorch's own default.
+    """
+    if torch.device(device).type != "cpu" or name.lower() not in ("adam", "adamw"):
+        return {}
+    try:  # PyTorch >= 2.4 has the CPU kernel; it lists where fused kernels exist
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+        return {"fused": True} if "cpu" in _get_fused_kernels_supported_devices() else {}
+    except ImportError:
+        return {}
 
 
 _MALLOC_TUNED: bool | None = None

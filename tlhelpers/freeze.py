@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from .device import model_device, optimizer_options
 from .stages import stage_names, stage_paths
 
 __all__ = [
@@ -199,4 +200,5 @@ def make_optimizer(
         raise ValueError(f"Unknown optimizer {name!r}: use 'adam', 'adamw' or 'sgd'.")
     if cls is torch.optim.SGD:
         kwargs.setdefault("momentum", 0.9)
-    return cls(params, lr=lr, **kwargs)
+    fast = {} if {"fused", "foreach"} & set(kwargs) else optimizer_options(model_device(model), name)
+    return cls(params, lr=lr, **fast, **kwargs)

@@ -28,7 +28,7 @@ from .augment import random_flip
 from .batch import prepare_batch
 from .data import image_files_below
 from .decode import IMG_EXTENSIONS, decode_files
-from .device import autocast, model_device
+from .device import autocast, model_device, optimizer_options
 from .models import head_of
 from .recipe import Recipe
 from .recipe import recipe as recipe_of
@@ -332,7 +332,7 @@ def fit(
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("The model has no trainable parameters: unfreeze at least the head.")
-        optimizer = torch.optim.Adam(params, lr=_pick(lr, None, 1e-3))
+        optimizer = torch.optim.Adam(params, lr=_pick(lr, None, 1e-3), **optimizer_options(model_device(model)))
     device = model_device(model)
     loss_of = model_loss(model, transform, augment, amp)
     log = _Log(desc, epochs, first_epoch, progress, per_epoch=True)
