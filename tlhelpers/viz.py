@@ -31,6 +31,7 @@ __all__ = [
     "plot_lr_find",
     "draw_step",
     "draw_flowchart",
+    "draw_body_and_head",
 ]
 
 # Figure width in inches that shows at natural size in the website's text column (about 720 CSS px;
@@ -467,4 +468,90 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
             box(xd, yb, limited.strategy.replace(" ", "\n"), color=STRATEGY_COLORS[limited.strategy], on=on_l, size=8)
     ax.text(-0.85, yd, "ample\ncompute:", fontsize=8.5, va="center", color="#333333")
     ax.text(-0.85, yb, "limited\ncompute:", fontsize=8.5, va="center", color="#333333")
+    return fig
+
+
+def draw_body_and_head(classes: Sequence[str] = ("cat", "dog")):
+    """Draw transfer learning's idea: a pretrained body (stem, 4 stages, pooling) kept, frozen, and its
+    1000-class ImageNet head crossed out and replaced by a new, trainable head for ``classes``.
+
+    Column width, text >= 8 pt. Returns the figure.
+    """
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.7))
+    fig.subplots_adjust(0, 0, 1, 1)
+    ax.set_xlim(0, 14)
+    ax.set_ylim(0.5, 5.8)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color, fill=0.18, size=8, ls="-"):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=color, ec=color, alpha=fill, lw=0))
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc="none", ec=color, lw=1.2, ls=ls))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(x0, y0, x1, y1, color="#333333"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=9, color=color, lw=1))
+
+    y, h = 2.3, 1.3
+    body = [
+        ("stem\n7×7 conv", 1.15),
+        ("stage 1\n64 ch", 1.15),
+        ("stage 2\n128 ch", 1.15),
+        ("stage 3\n256 ch", 1.15),
+        ("stage 4\n512 ch", 1.15),
+        ("global\npool", 1.0),
+    ]
+    box(0.1, y, 0.9, h, "image", GREY, fill=0.08)
+    x = 1.3
+    arrow(1.04, y + h / 2, x - 0.06, y + h / 2)
+    for i, (text, w) in enumerate(body):
+        box(x, y, w, h, text, BLUE)
+        if i < len(body) - 1:
+            arrow(x + w + 0.05, y + h / 2, x + w + 0.25, y + h / 2)
+        x += w + 0.3
+    x_end = x - 0.3
+    ax.annotate(
+        "",
+        xy=(1.3, 1.85),
+        xytext=(x_end, 1.85),
+        arrowprops=dict(arrowstyle="-", color=BLUE, lw=1.5),
+    )
+    ax.text(
+        (1.3 + x_end) / 2,
+        1.45,
+        "pretrained body: kept, frozen (its features are reused)",
+        ha="center",
+        va="center",
+        fontsize=9,
+        color=BLUE,
+    )
+    ax.text(
+        (1.3 + x_end) / 2,
+        1.0,
+        "512 numbers per image come out of the pool",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="#333333",
+    )
+
+    # old head, crossed out; new head, trainable
+    hx, hw, hh = x_end + 0.45, 14 - x_end - 0.55, 1.0
+    old_y, new_y = 3.75, 1.15
+    box(hx, old_y, hw, hh, "ImageNet head\nLinear 512 → 1000", GREY, fill=0.08, ls="--")
+    for ys in ((old_y, old_y + hh), (old_y + hh, old_y)):
+        ax.plot([hx, hx + hw], ys, color=RED, lw=1.5, alpha=0.8)
+    ax.text(hx + hw / 2, old_y - 0.3, "1000 ImageNet classes: dropped", ha="center", va="center", fontsize=8, color=RED)
+    label = ", ".join(classes) if len(classes) <= 3 else f"{len(classes)} classes"
+    box(hx, new_y, hw, hh, f"new head\nLinear 512 → {len(classes)}", GREEN, fill=0.25)
+    ax.text(hx + hw / 2, new_y - 0.3, f"new, trainable: {label}", ha="center", va="center", fontsize=8, color=GREEN)
+    arrow(x_end + 0.05, y + h / 2, hx - 0.05, old_y + hh / 2, color=GREY)
+    arrow(x_end + 0.05, y + h / 2, hx - 0.05, new_y + hh / 2, color=GREEN)
+    ax.text(
+        0.1,
+        5.45,
+        "Transfer learning: keep the pretrained body, replace the head",
+        fontsize=10,
+        fontweight="bold",
+        va="center",
+    )
     return fig
