@@ -145,7 +145,7 @@ def step_floor(model, loader, preprocess, reps: int = 3, train: bool = True) -> 
     import torch
     import torch.nn.functional as F
 
-    from tlhelpers.data import prepare_batch
+    from tlhelpers.batch import prepare_batch
 
     x, y = next(iter(loader))
     x = prepare_batch(x, "cpu", preprocess)
@@ -269,7 +269,7 @@ def worker_levers(args: argparse.Namespace) -> dict:
     import torch.nn.functional as F
 
     import tlhelpers as tl
-    from tlhelpers.data import prepare_batch
+    from tlhelpers.batch import prepare_batch
 
     tl.set_seed(0)
     train, val, _ = load_images(args)

@@ -47,7 +47,7 @@ if __name__ == "__main__":
         from perf.workers import work
 
         if args.worker != "prepare" and args.jpeg_root is None:
-            from tlhelpers.data import cifar_dir
+            from tlhelpers.settings import cifar_dir
 
             args.jpeg_root = cifar_dir()
         print(json.dumps(work(args), default=float), flush=True)

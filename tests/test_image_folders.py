@@ -93,7 +93,7 @@ def test_unreadable_sub_folder_is_named_not_silently_skipped(tmp_path, monkeypat
     _tree(tmp_path, {"x": 6, "y": 6})
     _deny(monkeypatch, tmp_path / "y")
     with pytest.raises(PermissionError, match=r"^Cannot read \S+/y: Permission denied\. .* or move it out\.$"):
-        image_files_below(tmp_path)  # what predict_files lists a folder with
+        image_files_below(tmp_path)
     (tmp_path / "y" / "z").mkdir()
     Image.new("RGB", (20, 16)).save(tmp_path / "y" / "z" / "0.png")
     monkeypatch.undo()
@@ -175,3 +175,39 @@ def test_grey_batches_are_widened_to_three_channels():
     assert out.shape == (2, 3, 8, 8) and torch.equal(out[:, 0], out[:, 2])
     _, pre = tl.load_backbone("resnet18", weights="course", verbose=False)
     assert torch.equal(tl.prepare_batch(grey, "cpu", pre), pre(grey.expand(-1, 3, -1, -1)))
+
+
+def _corrupt_two(root: Path) -> list[Path]:
+    """12 images in ``root``, 2 of them corrupt (a truncated PNG, text named .jpg): the corrupt ones, in order."""
+    _tree(root, {"photos": 12})
+    bad = [root / "photos" / "3.png", root / "photos" / "7.png"]
+    bad[0].write_bytes(bad[0].read_bytes()[:20])
+    bad[1].write_text("not an image")
+    return bad
+
+
+def test_predict_files_names_the_first_corrupt_file(tmp_path):
+    bad = _corrupt_two(tmp_path)
+    model, preprocess = tl.load_backbone("resnet18", weights="random", num_classes=2, verbose=False)
+    with pytest.raises(ValueError, match=rf"^Cannot read image file {bad[0]}: "):
+        tl.predict_files(model, tmp_path, preprocess, ["x", "y"], batch_size=5)
+
+
+def test_predict_files_skip_bad_skips_and_names_the_corrupt_files(tmp_path, monkeypatch):
+    bad = _corrupt_two(tmp_path)
+    model, preprocess = tl.load_backbone("resnet18", weights="random", num_classes=2, verbose=False)
+    with pytest.warns(UserWarning, match=rf"Skipped 2 unreadable image file\(s\) of 12: {bad[0]} \(.*; {bad[1]} \("):
+        out = tl.predict_files(model, tmp_path, preprocess, ["x", "y"], batch_size=5, skip_bad=True)
+    assert len(out) == 10 and out.skipped == [str(b) for b in bad]
+    assert str(bad[0]) not in {o["file"] for o in out} and all(len(o["top"]) == 2 for o in out)
+    (tmp_path / "photos" / "sub").mkdir()
+    _deny(monkeypatch, tmp_path / "photos" / "sub")  # an unreadable folder: an error, or skipped and named
+    with pytest.raises(PermissionError, match=r"^Cannot read \S+/sub: Permission denied\. .* pass skip_bad=True\.$"):
+        tl.predict_files(model, tmp_path, preprocess, ["x", "y"], skip_bad=False)
+    with pytest.warns(UserWarning) as caught:
+        out = tl.predict_files(model, tmp_path, preprocess, ["x", "y"], skip_bad=True)
+    assert [str(w.message).split(":")[0] for w in caught] == [
+        f"Skipped {tmp_path / 'photos' / 'sub'}",
+        "Skipped 2 unreadable image file(s) of 12",
+    ]
+    assert len(out) == 10 and out.skipped == [str(tmp_path / "photos" / "sub")] + [str(b) for b in bad]

@@ -15,7 +15,7 @@ def three_channels(x: torch.Tensor) -> torch.Tensor:
     if x.ndim < 3 or x.shape[-3] not in (1, 3):
         raise ValueError(
             f"Expected images as (N, 3, H, W) or (N, 1, H, W) for grey, got shape {tuple(x.shape)}: "
-            "convert them to RGB (tl.load_image_folder and tl.data.decode_files do)."
+            "convert them to RGB (tl.load_image_folder and tl.decode.decode_files do)."
         )
     return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if x.shape[-3] == 1 else x
 

@@ -30,7 +30,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from .decode import IMG_EXTENSIONS, _decode_all, decode_files, image_size_arg
 from .device import loader_kwargs
-from .settings import cache_dir, cifar_dir, data_source, torchvision_cifar_root  # noqa: F401 (cache_dir: old spelling)
+from .settings import cifar_dir, data_source, torchvision_cifar_root
 
 __all__ = [
     "CIFAR10_CLASSES",

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from .augment import random_flip
 from .batch import prepare_batch
-from .data import image_files_below
-from .decode import IMG_EXTENSIONS, decode_files
+from .data import _unreadable_error, _walk
+from .decode import IMG_EXTENSIONS, _decode_all
 from .device import autocast, model_device, optimizer_options
 from .models import head_of
 from .recipe import Recipe
@@ -385,21 +385,36 @@ def predict(
     return torch.cat(logits), torch.cat(labels)
 
 
-def _image_files(files: str | os.PathLike | list) -> list[str]:
-    """A file, a folder (its image files, sub-folders included, hidden ones skipped) or a list, as paths."""
+def _image_files(files: str | os.PathLike | list, skip_bad: bool = False) -> tuple[list[str], list[str]]:
+    """(paths, unreadable folders skipped) of a file, a folder (its image files, sub-folders included, hidden
+    ones skipped) or a list. An unreadable sub-folder is an error naming it, or with ``skip_bad`` a warning."""
     if isinstance(files, (str, os.PathLike)):
         p = Path(files).expanduser()
         if p.is_dir():
-            found = image_files_below(p)
+            unreadable: list[tuple[str, str]] = []
+            found = _walk(str(p), None, set(), unreadable)
+            if unreadable and not skip_bad:
+                raise _unreadable_error(*unreadable[0], ", move it out, or pass skip_bad=True")
+            for d, why in unreadable:
+                warnings.warn(f"Skipped {d}: {why}.", stacklevel=4)  # past inference_mode's wrapper
             if not found:
                 raise FileNotFoundError(f"No image files in {p} (extensions {', '.join(IMG_EXTENSIONS)}).")
-            return sorted(found)
+            return sorted(found), [d for d, _ in unreadable]
         files = [p]
     paths = [str(Path(f).expanduser()) for f in files]
     for f in paths:
         if not os.path.isfile(f):
             raise FileNotFoundError(f"Image file not found: {f}")
-    return paths
+    return paths, []
+
+
+class Predictions(list):
+    """What :func:`predict_files` returns: a list of ``{"file", "top"}`` dicts, with ``skipped``: the files
+    and folders left out as unreadable (``skip_bad=True``)."""
+
+    def __init__(self, items=(), skipped: list[str] | None = None):
+        super().__init__(items)
+        self.skipped = list(skipped or [])
 
 
 @torch.inference_mode()
@@ -411,13 +426,17 @@ def predict_files(
     k: int = 3,
     batch_size: int = 32,
     amp: bool = True,
-) -> list[dict]:
+    skip_bad: bool = False,
+) -> Predictions:
     """Top-``k`` classes with probabilities for image files: ``[{"file": path, "top": [(class, p), ...]}, ...]``.
 
     ``files`` is one file, a folder or a list. Any size, format and mode Pillow reads is decoded to RGB,
-    upright (EXIF), straight to ``preprocess``'s resize size, ``batch_size`` files at a time.
+    upright (EXIF), straight to ``preprocess``'s resize size, ``batch_size`` files at a time. As in
+    :func:`load_image_folder`, an unreadable file or folder is an error naming it and the reason;
+    ``skip_bad=True`` skips such files and folders instead, warns with their names and lists them in
+    ``.skipped`` of the result.
     """
-    paths = _image_files(files)
+    paths, skipped = _image_files(files, skip_bad)
     size = int(preprocess.resize_size[0])
     outputs = head_of(model)[1].out_features
     if len(classes) != outputs:
@@ -425,18 +444,27 @@ def predict_files(
     device = model_device(model)
     was_training = model.training
     model.eval()
-    out = []
+    out, bad = Predictions(), []
     try:
         for i in range(0, len(paths), batch_size):
             chunk = paths[i : i + batch_size]
+            images, kept, chunk_bad = _decode_all(chunk, size, skip_bad)  # one pass; bad files only with skip_bad
+            bad += chunk_bad
+            if not kept:
+                continue
             with autocast(device, enabled=amp):
-                logits = model(prepare_batch(decode_files(chunk, size), device, preprocess))
+                logits = model(prepare_batch(images, device, preprocess))
             probs = logits.float().softmax(1).cpu()
             top = probs.topk(min(k, probs.shape[1]), dim=1)
-            for f, v, j in zip(chunk, top.values.tolist(), top.indices.tolist()):
-                out.append({"file": f, "top": [(classes[c], p) for c, p in zip(j, v)]})
+            for j, v, c in zip(kept, top.values.tolist(), top.indices.tolist()):
+                out.append({"file": chunk[j], "top": [(classes[ci], p) for ci, p in zip(c, v)]})
     finally:
         model.train(was_training)
+    if bad:
+        shown = "; ".join(f"{p} ({why})" for p, why in bad[:10])
+        more = f"; and {len(bad) - 10} more (all in .skipped)" if len(bad) > 10 else ""
+        warnings.warn(f"Skipped {len(bad)} unreadable image file(s) of {len(paths)}: {shown}{more}.", stacklevel=3)
+    out.skipped = skipped + [p for p, _ in bad]
     return out
 
 

@@ -55,7 +55,7 @@ SCHEMA = """perf.json (all times in seconds, memory in MB = 1e6 bytes):
 
 def bench_cache() -> Path:
     """Where rebuilt batches and the stand-in weights are cached: ``<tlhelpers cache>/bench``."""
-    from tlhelpers.data import cache_dir
+    from tlhelpers.settings import cache_dir
 
     return cache_dir() / "bench"
 

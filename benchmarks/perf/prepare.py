@@ -51,7 +51,7 @@ def check_same_images(batches: Path, jpeg_root: Path, n_train: int, n_test: int)
 
     import torch
 
-    from tlhelpers.data import decode_files
+    from tlhelpers.decode import decode_files
 
     out = {}
     for split, n, names in (

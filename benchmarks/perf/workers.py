@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 def anchor_images(args: argparse.Namespace) -> tuple[ImageTensors, ImageTensors, float]:
     """The anchor's train and test images, decoded, and the seconds it took to select them from labels alone."""
-    from tlhelpers.data import ImageTensors, decode_files
+    from tlhelpers.data import ImageTensors
+    from tlhelpers.decode import decode_files
 
     start = time.perf_counter()
     train_files, train_labels = anchor_selection(args.jpeg_root, "train", args.n_train)
@@ -92,8 +93,8 @@ def _anchor_objects(data_root: str):
 def worker_prepare(args: argparse.Namespace) -> dict:
     """Everything the orchestrator needs from torch/tlhelpers: machine and weights info, paths, the stand-in weights."""
     import tlhelpers as tl
-    from tlhelpers.data import cifar_dir
     from tlhelpers.models import course_backbone_info
+    from tlhelpers.settings import cifar_dir
 
     info = course_backbone_info()
     return {
