@@ -174,7 +174,7 @@ def fit(
             )
             bar.close()
         if selection.stop_after(rec):
-            if progress:
+            if progress and epoch < epochs:  # on the last allowed epoch the run ends anyway: not early
                 print(f"Early stopping after epoch {epoch}: no better {monitor} for {patience} epoch(s).")
             break
     restored = selection.finish(history)
