@@ -115,6 +115,7 @@ def check_early_stop(answer, history: Sequence[dict], patience: int = 2, monitor
     except (TypeError, ValueError):
         return report(False, "", "answer must be two epoch numbers: (stop_epoch, kept_epoch).")
     what = "validation loss" if monitor == "val_loss" else "validation accuracy"
+    best_what = "lowest validation loss" if monitor == "val_loss" else "highest validation accuracy (ties: lower loss)"
     best, waited, want_stop = None, 0, history[-1]["epoch"]
     for h in history:
         if is_better(h, best, monitor):
@@ -133,7 +134,7 @@ def check_early_stop(answer, history: Sequence[dict], patience: int = 2, monitor
             "",
         )
     if keep != want_keep:
-        return report(False, "", f"the kept epoch is the one with the best {what} up to the stop.")
+        return report(False, "", f"the kept epoch is the one with the {best_what} up to the stop.")
     return report(
         False,
         "",
