@@ -172,3 +172,12 @@ def test_check_early_stop(capsys):
     assert not nb04.check_early_stop((6, 2), hist, patience=2)
     assert not nb04.check_early_stop(None, hist) and not nb04.check_early_stop("x", hist)
     assert not nb04.check_early_stop((4, 5), hist, patience=2) and "lowest validation loss" in capsys.readouterr().out
+
+
+def test_check_early_stop_on_validation_accuracy_ties_to_lower_loss():
+    accs, losses = [0.70, 0.75, 0.75, 0.74, 0.73], [0.50, 0.55, 0.52, 0.60, 0.70]
+    hist = [{"epoch": i + 1, "val_acc": a, "val_loss": v} for i, (a, v) in enumerate(zip(accs, losses))]
+    # epoch 3 ties epoch 2 on accuracy with a lower loss: it is better; epochs 4 and 5 are not -> stop after 5
+    assert nb04.check_early_stop((5, 3), hist, patience=2, monitor="val_acc")
+    assert not nb04.check_early_stop((5, 2), hist, patience=2, monitor="val_acc")
+    assert nb04.check_early_stop((3, 1), hist, patience=2)  # on the loss: epoch 1 is best, 2 and 3 are worse

@@ -231,6 +231,7 @@ class _Log:
             self.bar.update(1)
         val = {"val_acc": f"{rec['val_acc']:.2%}"} if "val_acc" in rec else {}
         self.bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec['train_acc']:.2%}", **val)
+        stop = stop and rec["epoch"] - self.first + 1 < self.epochs  # the last epoch ends the run anyway
         if stop:
             i = rec["epoch"] - self.first + 1
             self.bar.total = self.bar.n  # a full bar: the run ended here on purpose

@@ -161,7 +161,11 @@ def cmd_header(paths):
         print(f"{p.name}: badges written")
 
 
-WEIGHTS_LABEL = {"course": "the course backbone (64 px)", "imagenet": "ImageNet weights (224 px)"}
+WEIGHTS_LABEL = {
+    "course": "the course backbone (64 px)",
+    "imagenet": "ImageNet weights (224 px)",
+    "lite0": "ImageNet EfficientNet-Lite0 (128 px)",
+}
 
 
 def genuine_imagenet_file() -> bool:

@@ -102,18 +102,23 @@ def check_recall(recall, labels, preds, cls: int = 1, tol: float = 1e-6) -> bool
     return report(False, "", "recall = correct predictions of the class / number of true images of the class.")
 
 
-def check_early_stop(answer, history: Sequence[dict], patience: int = 2) -> bool:
+def check_early_stop(answer, history: Sequence[dict], patience: int = 2, monitor: str = "val_loss") -> bool:
     """Exercise 4 (a decision): ``(stop, keep)``: after which epoch early stopping with ``patience`` stops
-    (the last epoch if it never does), and which epoch's weights it keeps (the lowest validation loss so far)."""
+    (the last epoch if it never does), and which epoch's weights it keeps (the best ``monitor`` so far, as
+    :func:`tlhelpers.train.is_better` ranks it: lowest ``val_loss``, or highest ``val_acc``, ties to the lower loss)."""
+    from ..train import is_better
+
     if answer is None:
-        return report(False, "", "set `answer = (stop_epoch, kept_epoch)`, read from the validation-loss curve.")
+        return report(False, "", "set `answer = (stop_epoch, kept_epoch)`, read from the validation curves.")
     try:
         stop, keep = (int(a) for a in answer)
     except (TypeError, ValueError):
         return report(False, "", "answer must be two epoch numbers: (stop_epoch, kept_epoch).")
+    what = "validation loss" if monitor == "val_loss" else "validation accuracy"
+    best_what = "lowest validation loss" if monitor == "val_loss" else "highest validation accuracy (ties: lower loss)"
     best, waited, want_stop = None, 0, history[-1]["epoch"]
     for h in history:
-        if best is None or h["val_loss"] < best["val_loss"]:
+        if is_better(h, best, monitor):
             best, waited = h, 0
         else:
             waited += 1
@@ -124,12 +129,14 @@ def check_early_stop(answer, history: Sequence[dict], patience: int = 2) -> bool
     if (stop, keep) == (want_stop, want_keep):
         return report(
             True,
-            f"it stops after epoch {want_stop} ({patience} epochs without a lower val loss) and keeps epoch "
-            f"{want_keep}: the weights before the model began to overfit.",
+            f"it stops after epoch {want_stop} ({patience} epochs without a better {what}) and keeps epoch "
+            f"{want_keep}.",
             "",
         )
     if keep != want_keep:
-        return report(False, "", "the kept epoch is the one with the lowest validation loss up to the stop.")
+        return report(False, "", f"the kept epoch is the one with the {best_what} up to the stop.")
     return report(
-        False, "", f"count the epochs after the best one: training stops once {patience} in a row bring no lower loss."
+        False,
+        "",
+        f"count the epochs after the best one: it stops once {patience} in a row bring no better {what}.",
     )
