@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from ..strategy import recommend_strategy
-from . import report
+from . import judge_choice, report
 
 __all__ = ["SITUATIONS", "check_situations", "check_flowchart", "check_biggest_gain", "check_strategy_choice"]
 
@@ -60,45 +61,79 @@ def check_flowchart(fn: Callable[[int, str, str], str]) -> bool:
 
 
 def check_biggest_gain(
-    results: dict, answer, better: str = "full fine-tuning", than: str = "feature extraction"
+    runs: dict,
+    answer,
+    better: str = "full fine-tuning",
+    than: str = "feature extraction",
+    on: str = "validation",
 ) -> bool:
-    """Exercise 4: the target set (a key of ``results``) where strategy ``better`` gained most over ``than``.
+    """Exercise 4: the target set where strategy ``better`` gained most over ``than``, judged on ``on``.
 
-    ``results[key][strategy]`` is the measured test accuracy; the right answer is computed from them.
+    ``runs[(target, strategy)]`` is a result of ``run_strategy`` (its ``val_correct``). Each gain is a
+    ``tl.stats.compare`` of the two strategies on the same images; two gains come from different images,
+    so their margins add in quadrature. Every target whose gain ties with the largest is a right answer.
     """
+    from .. import stats
+
+    key = {"validation": "val_correct", "val": "val_correct"}.get(on)
+    stats.require_not_test(on)
     try:
-        gains = {k: v[better] - v[than] for k, v in results.items()}
-    except (AttributeError, KeyError, TypeError):
-        return report(False, "", "pass the notebook's `results` dict as the first argument.")
-    best = max(gains, key=gains.get)
-    if answer not in gains:
-        return report(False, "", f"answer with one of the keys of results: {', '.join(map(repr, gains))}.")
-    ranked = ", ".join(f"{k!r}: {g * 100:+.1f} points" for k, g in sorted(gains.items(), key=lambda kv: -kv[1]))
-    return report(
-        answer == best,
-        f"{better} did best against {than} on {best!r} ({better} minus {than}: {ranked}).",
-        f"compute {better} minus {than} for each row of the table, and take the largest.",
+        targets = list(dict.fromkeys(t for t, _ in runs))
+        comps = {
+            t: stats.compare(runs[t, better][key], runs[t, than][key], on=on, names=(better, than)) for t in targets
+        }
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return report(False, "", "pass the notebook's `runs` dict (runs[target, strategy]) as the first argument.")
+    if answer not in comps:
+        return report(False, "", f"answer with one of the target sets: {', '.join(map(repr, comps))}.")
+    best = max(comps, key=lambda t: comps[t].diff)
+    tied = [t for t in comps if comps[best].diff - comps[t].diff <= math.hypot(comps[best].margin, comps[t].margin)]
+    ranked = ", ".join(
+        f"{t!r} {c.diff * 100:+.1f} ± {c.margin * 100:.1f}"
+        for t, c in sorted(comps.items(), key=lambda kv: -kv[1].diff)
     )
+    gains = f"{better} minus {than} on {on}, points: {ranked}"
+    if answer == best:
+        extra = (
+            ""
+            if len(tied) == 1
+            else f"; within noise {', '.join(map(repr, tied))} tie with it, so any of them is right"
+        )
+        return report(True, f"{best!r} has the largest gain ({gains}){extra}.", "")
+    if answer in tied:
+        return report(
+            True,
+            f"{best!r} has the largest gain, but {answer!r} ties with it within noise ({gains}); "
+            f"the gains that tie: {', '.join(map(repr, tied))}.",
+            "",
+        )
+    return report(False, "", f"{answer!r} is below the largest gain by more than the noise ({gains}).")
 
 
 def check_strategy_choice(answer, by_seed: dict, target: str = "cat/dog small") -> bool:
-    """Exercise 3 (a decision): the strategy to run first on ``target``, judged from runs with several seeds.
+    """Exercise 3 (a decision): the strategy to run first on ``target``, chosen on validation over several seeds.
 
-    ``by_seed[(target, strategy)]`` is the list of test accuracies over the seeds. The right answer is the
-    strategy with the best mean over the seeds, computed from the learner's own runs.
+    ``by_seed[(target, strategy)]`` is the list of ``run_strategy`` results (or their ``val_correct``) over
+    the seeds. The validation images of all seeds are pooled (a seed fixes the split, the same for every
+    strategy), and ``tl.stats.choose`` judges: any strategy that ties with the best is right; the course's
+    rule takes the cheapest of those.
     """
+    import torch
+
+    from ..recipe import STRATEGIES
+
     runs = {s: v for (t, s), v in by_seed.items() if t == target} if isinstance(by_seed, dict) else {}
     if not runs:
         return report(False, "", f"pass the notebook's `by_seed` dict, which holds the runs of {target!r}.")
-    if _norm(answer) not in runs:
-        return report(False, "", f"answer with one of {', '.join(map(repr, runs))}.")
-    means = {s: sum(v) / len(v) for s, v in runs.items()}
-    best = max(means, key=means.get)
-    wins = sum(max(runs, key=lambda s: runs[s][i]) == best for i in range(len(runs[best])))
-    summary = ", ".join(f"{s} {m:.1%}" for s, m in sorted(means.items(), key=lambda kv: -kv[1]))
-    return report(
-        _norm(answer) == best,
-        f"{best} has the best mean over the seeds ({summary}) and was the best run with {wins} of "
-        f"{len(runs[best])} seeds.",
-        "compare the means over all the seeds (one seed's ranking can flip), not the flowchart's answer.",
+    pooled = {
+        s: torch.cat([r["val_correct"] if isinstance(r, dict) else r for r in runs[s]])
+        for s in sorted(runs, key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else len(STRATEGIES))
+    }
+    choice = _norm(answer) if answer else None
+    return judge_choice(
+        choice,
+        pooled,
+        on="validation",
+        what=f"strategies (pooled over {len(runs[next(iter(runs))])} seeds)",
+        why_first=" (cheaper: fewer trainable parameters)",
     )
