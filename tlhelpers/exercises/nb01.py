@@ -68,16 +68,57 @@ def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np
     return report(ok, f"{sep:.0%} on a separable task and {noise:.0%} (chance) on noise.", hint)
 
 
-def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[str, float], answer: str) -> bool:
-    """Exercise 3: the stage where pretrained features beat random ones by the most, read off the measured results."""
-    gaps = {s: acc_pretrained[s] - acc_random[s] for s in acc_pretrained}
-    truth = max(gaps, key=gaps.get)
-    ok = answer == truth
+def pretraining_gains(correct_pretrained: Mapping[str, object], correct_random: Mapping[str, object], on: str):
+    """Per stage, pretrained minus random init on the same images: ``stats.compare`` (paired), and the stage
+    with the largest gain with every stage whose gain's interval reaches the largest one's (a tie within noise).
+
+    Returns ``(gains, best, tied)``; overlapping intervals is a lenient tie rule, the right one for a check that
+    must not reject a stage the data cannot tell apart from the best.
+    """
+    from .. import stats
+
+    gains = {
+        s: stats.compare(correct_pretrained[s], correct_random[s], on=on, names=(f"{s} pretrained", "random init"))
+        for s in correct_pretrained
+    }
+    best = max(gains, key=lambda s: gains[s].diff)  # the first of equal maxima
+    tied = [s for s in gains if gains[s].high >= gains[best].low]
+    return gains, best, tied
+
+
+def check_largest_gap(
+    correct_pretrained: Mapping[str, object], correct_random: Mapping[str, object], answer: str, on: str = "validation"
+) -> bool:
+    """Exercise 3: a stage where pretrained features beat random ones by the most, within noise.
+
+    ``correct_*``: stage -> correctness vector of its probe on the same ``on`` images. The largest gain is
+    right, and so is any stage whose gain ties with it (their 95% intervals overlap).
+    """
+    gains, best, tied = pretraining_gains(correct_pretrained, correct_random, on)
+
+    def gain(s: str) -> str:
+        g = gains[s]
+        return f"{s} {100 * g.diff:+.1f} points (95% interval {100 * g.low:+.1f} to {100 * g.high:+.1f})"
+
+    if answer not in gains:
+        return report(False, "", f"answer with a stage name: one of {', '.join(gains)}.")
+    others = [s for s in tied if s != best]
+    if answer == best:
+        tail = f"; within noise of it: {', '.join(others)}" if others else ", above every other stage's interval"
+        return report(True, f"{gain(best)}: the largest gain over random init{tail}.", "")
+    if answer in tied:
+        return report(
+            True,
+            f"{gain(answer)} ties with the largest, {gain(best)}: their intervals overlap, so within noise "
+            "both are right.",
+            "",
+        )
     return report(
-        ok,
-        f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
-        f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
-        f"(stages: {', '.join(gaps)}).",
+        False,
+        "",
+        f"{gain(answer)} is below the largest gain's interval. Compute, for every stage s, "
+        "tl.stats.compare(correct_pretrained[s], correct_random[s], on='validation') and look at .diff "
+        f"(stages: {', '.join(gains)}).",
     )
 
 
