@@ -74,6 +74,7 @@ def test_largest_gap_follows_the_margins(capsys):
     # pretrained: right on a shifted window, so the two disagree both ways (as real probes do);
     # gains of 1, 2, 20 and 19 points on the same images
     pre = {s: _window(n, 60, half + extra) for s, extra in zip(stages, (4, 8, 80, 76))}
+    pre["layer4"] = _window(n, 100, half + 76)  # disagrees with layer3 both ways: 40 vs 36 images
     assert nb01.check_largest_gap(pre, rnd, "layer3")
     assert "within noise of it: layer4" in capsys.readouterr().out
     assert nb01.check_largest_gap(pre, rnd, "layer4")  # ties with the largest gain
@@ -81,9 +82,9 @@ def test_largest_gap_follows_the_margins(capsys):
     for wrong in ("layer1", "layer2", "layer5", 3, None):
         assert not nb01.check_largest_gap(pre, rnd, wrong)
     # far apart: only the largest is right
-    pre["layer4"] = _window(n, 60, half)
+    pre["layer4"] = _window(n, 100, half)
     assert nb01.check_largest_gap(pre, rnd, "layer3")
-    assert "above every other stage's interval" in capsys.readouterr().out
+    assert "above every other stage's beyond noise" in capsys.readouterr().out
     assert not nb01.check_largest_gap(pre, rnd, "layer4")
 
 
