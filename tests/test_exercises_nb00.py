@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import tlhelpers as tl
@@ -43,3 +44,16 @@ def test_better_than_chance_follows_the_margin(capsys):
     for wrong in ("", None, "maybe", 1):
         assert not nb00.check_better_than_chance(wrong, 0.5, 200)
     assert 'answer "better", "worse"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n", [50, 200, 1000])
+def test_better_than_chance_is_the_coins_band(n, capsys):
+    """The Wilson interval leaves out 50% exactly when the score is outside 50% +- 1.96 sqrt(0.25 / n)."""
+    band = 1.96 * (0.25 / n) ** 0.5
+    for k in range(n + 1):
+        acc = k / n
+        if abs(abs(acc - 0.5) - band) < 1e-3:
+            continue  # on the edge, rounding decides
+        by_band = "better" if acc > 0.5 + band else "worse" if acc < 0.5 - band else "can't tell"
+        assert nb00.check_better_than_chance(by_band, acc, n), (k, n)
+    capsys.readouterr()

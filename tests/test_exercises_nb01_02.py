@@ -61,16 +61,37 @@ def test_probe_function_rejects_wrong_probes(bad, capsys):
     assert "Not yet" in capsys.readouterr().out
 
 
-def test_largest_gap():
-    pre = {"layer1": 0.60, "layer2": 0.66, "layer3": 0.75, "layer4": 0.72}
-    rnd = {"layer1": 0.58, "layer2": 0.59, "layer3": 0.57, "layer4": 0.56}
+def _window(n: int, start: int, size: int) -> np.ndarray:
+    v = np.zeros(n, bool)
+    v[start : start + size] = True
+    return v
+
+
+def test_largest_gap_follows_the_margins(capsys):
+    n, half = 400, 200
+    stages = ("layer1", "layer2", "layer3", "layer4")
+    rnd = {s: _window(n, 0, half) for s in stages}  # random init: right on the first half
+    # pretrained: right on a shifted window, so the two disagree both ways (as real probes do);
+    # gains of 1, 2, 20 and 19 points on the same images
+    pre = {s: _window(n, 60, half + extra) for s, extra in zip(stages, (4, 8, 80, 76))}
+    pre["layer4"] = _window(n, 100, half + 76)  # disagrees with layer3 both ways: 40 vs 36 images
     assert nb01.check_largest_gap(pre, rnd, "layer3")
-    for wrong in ("layer1", "layer2", "layer4", "layer5", 3):
+    assert "within noise of it: layer4" in capsys.readouterr().out
+    assert nb01.check_largest_gap(pre, rnd, "layer4")  # ties with the largest gain
+    assert "both are right" in capsys.readouterr().out
+    for wrong in ("layer1", "layer2", "layer5", 3, None):
         assert not nb01.check_largest_gap(pre, rnd, wrong)
-    # the best pretrained stage is not always the largest gap
-    rnd2 = dict(rnd, layer3=0.70)
-    assert nb01.check_largest_gap(pre, rnd2, "layer4")
-    assert not nb01.check_largest_gap(pre, rnd2, "layer3")
+    # far apart: only the largest is right
+    pre["layer4"] = _window(n, 100, half)
+    assert nb01.check_largest_gap(pre, rnd, "layer3")
+    assert "above every other stage's beyond noise" in capsys.readouterr().out
+    assert not nb01.check_largest_gap(pre, rnd, "layer4")
+
+
+def test_largest_gap_refuses_the_test_split():
+    v = {"layer1": _window(100, 0, 60)}
+    with pytest.raises(ValueError, match="test"):
+        nb01.check_largest_gap(v, v, "layer1", on="test")
 
 
 # ---------------------------------------------------------------- notebook 02

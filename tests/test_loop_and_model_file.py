@@ -274,3 +274,43 @@ def test_pretrain_runs_on_the_shared_loop_with_the_models_preprocessing(tmp_path
     assert sd["fc.weight"].shape == (8, 512) and sd["fc.weight"].dtype == torch.float16
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert torch.equal(P.normalize(x, 32), tl.prepare_batch(x.float() / 255, None, P.preprocessing(32)))
+
+
+# ---------------------------------------------------------------- selection refuses the test set
+
+
+class _NamedSplit(torch.utils.data.Dataset):
+    """A dataset that carries the name of its split, as ``stats`` names splits."""
+
+    def __init__(self, data: tl.ImageTensors, split: str) -> None:
+        self.data, self.split = data, split
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+
+def test_fit_refuses_to_select_on_a_split_named_test():
+    data = _images(torch.arange(8) % 2)
+    loader = tl.make_loader(data, 4)
+    with pytest.raises(ValueError, match="selects on test data.*validation"):
+        tl.fit(_Pool(), loader, loader, epochs=1, keep_best=True, val_split="test", progress=False, amp=False)
+    with pytest.raises(ValueError, match="selects on test data"):
+        tl.fit(_Pool(), loader, loader, epochs=2, patience=1, val_split="Test set", progress=False, amp=False)
+    named = torch.utils.data.DataLoader(_NamedSplit(data, "test"), batch_size=4)
+    with pytest.raises(ValueError, match="'test'"):
+        tl.fit(_Pool(), loader, named, epochs=1, keep_best=True, progress=False, amp=False)
+    # no selection: a test loader may be measured each epoch (nothing is chosen on it)
+    h = tl.fit(_Pool(), loader, named, epochs=1, keep_best=False, progress=False, amp=False)
+    assert "val_acc" in h[0]
+    # a validation split passes
+    tl.fit(_Pool(), loader, loader, epochs=1, keep_best=True, val_split="validation", progress=False, amp=False)
+
+
+def test_fit_head_refuses_to_select_on_a_split_named_test():
+    x, y = _blobs(20)
+    with pytest.raises(ValueError, match="selects on test data"):
+        tl.fit_head(x, y, 2, x, y, epochs=2, keep_best=True, val_split="test", progress=False)
+    tl.fit_head(x, y, 2, x, y, epochs=2, keep_best=True, val_split="val", progress=False)

@@ -126,3 +126,12 @@ def test_timing_summary():
     assert str(t) == "min 100.0 ms, median 120.0 ms, spread 400.0 ms (5 runs)"
     with pytest.raises(ValueError, match="No timings"):
         stats.timing_summary([])
+
+
+def test_mean_interval_known_values():
+    iv = stats.mean_interval([0.2, 0.4, 0.6, 0.8])  # mean 0.5, sd 0.258, t(3) = 3.182
+    assert iv.acc == pytest.approx(0.5)
+    assert iv.high - iv.acc == pytest.approx(3.1824 * 0.25820 / 2, rel=1e-3)
+    assert iv.n == 4 and iv.low < 0.5 < iv.high
+    with pytest.raises(ValueError, match="at least two"):
+        stats.mean_interval([0.5])

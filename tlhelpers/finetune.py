@@ -95,6 +95,7 @@ def fine_tune(
     lr_mult: float = 10.0,
     augment: Transform | None = None,
     progress: bool = True,
+    val_split: str = "validation",
 ) -> list[dict]:
     """Two-phase fine-tuning with one-cycle schedules, keeping the best epoch by validation accuracy.
 
@@ -105,12 +106,14 @@ def fine_tune(
     (highest accuracy; a tie goes to the lower validation loss).
     ``head_epochs=0`` skips phase 1; ``epochs=0`` skips phase 2. The log numbers epochs one way: "phase 2,
     epoch 2 of 6 (epoch 5 overall)". Returns both phases' history (``"phase": 1 or 2``, ``"epoch"`` counted
-    over both); the chosen epoch has ``"best"``.
+    over both); the chosen epoch has ``"best"``. ``val_split`` names the validation set (never test).
     """
     head_epochs, epochs = _whole("head_epochs", head_epochs, 0), _whole("epochs", epochs, 0)
     if head_epochs + epochs == 0:
         raise ValueError("head_epochs and epochs are both 0: nothing to train; give at least one epoch.")
-    common = dict(transform=transform, augment=augment, keep_best=True, monitor="val_acc", progress=progress)
+    common = dict(
+        transform=transform, augment=augment, keep_best=True, monitor="val_acc", progress=progress, val_split=val_split
+    )
     first: list[dict] = []
     if head_epochs:
         if progress:

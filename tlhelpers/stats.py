@@ -4,6 +4,8 @@ Every verdict in the notebooks (which stage, which learning rate, which k, which
 with one rule: at 95% confidence, two accuracies *tie* unless the interval of their difference excludes zero.
 
 - ``accuracy_interval``: an accuracy with its Wilson interval (rule of three when no or every image is wrong).
+- ``mean_interval``: the mean of a score measured on independent units (e.g. one purity per channel), with
+  its Student-t interval.
 - ``paired``: two models scored on the *same* images: McNemar's exact test and the exact interval of the
   paired difference (conditional on the images where they disagree).
 - ``unpaired``: two accuracies on *different* images (or without per-image results, where it is the cautious
@@ -27,6 +29,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import beta, binom, norm
+from scipy.stats import t as student_t
 
 __all__ = [
     "Interval",
@@ -34,6 +37,7 @@ __all__ = [
     "Choice",
     "Timing",
     "accuracy_interval",
+    "mean_interval",
     "paired",
     "unpaired",
     "compare",
@@ -115,6 +119,20 @@ def accuracy_interval(scores, level: float = LEVEL) -> Interval:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return Interval(p, centre - half, centre + half, n)
+
+
+def mean_interval(values, level: float = LEVEL) -> Interval:
+    """The mean of one score per independent unit (a channel, a run) with its Student-t interval.
+
+    For accuracies use ``accuracy_interval``; this is for averages of other scores, e.g. the class purity of
+    each of a layer's channels. Needs at least two values.
+    """
+    v = np.asarray(values.cpu() if hasattr(values, "cpu") else values, dtype=float).reshape(-1)
+    if v.size < 2:
+        raise ValueError(f"mean_interval needs at least two values to measure their spread, got {v.size}.")
+    m = float(v.mean())
+    half = float(student_t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return Interval(m, m - half, m + half, int(v.size))
 
 
 @dataclass(frozen=True)

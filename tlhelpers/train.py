@@ -33,6 +33,7 @@ from .models import head_of
 from .recipe import Recipe
 from .recipe import recipe as recipe_of
 from .settings import quick_mode
+from .stats import require_not_test
 
 __all__ = [
     "set_seed",
@@ -159,9 +160,21 @@ def _whole(name: str, value, least: int) -> int:
     return int(value)
 
 
-def _check_selection(has_val: bool, keep_best: bool, patience: int | None, monitor: str) -> None:
-    if (keep_best or patience is not None) and not has_val:
+def _check_selection(
+    has_val: bool, keep_best: bool, patience: int | None, monitor: str, val_split: str = "validation", data=None
+) -> None:
+    """Refuse a selection (``keep_best``, ``patience``) that has no validation set, or whose validation set is
+    named test: ``val_split``, or the ``split`` attribute of the data when it carries one (as ``stats`` does)."""
+    selects = keep_best or patience is not None
+    if selects and not has_val:
         raise ValueError("keep_best and patience select an epoch on validation data: pass a validation set.")
+    if selects:
+        named = getattr(data, "split", None)
+        for split in (val_split, *([named] if isinstance(named, str) else [])):
+            try:
+                require_not_test(split)
+            except ValueError as e:
+                raise ValueError(f"keep_best and patience select an epoch on the validation set. {e}") from None
     if monitor not in ("val_loss", "val_acc"):
         raise ValueError(f"monitor must be 'val_loss' or 'val_acc', got {monitor!r}.")
     if patience is not None and (isinstance(patience, bool) or int(patience) != patience or patience < 1):
@@ -296,6 +309,7 @@ def fit(
     keep_best: bool | None = None,
     patience: int | None = None,
     monitor: str = "val_loss",
+    val_split: str = "validation",
     scheduler=None,
     amp: bool = True,
     progress: bool = True,
@@ -312,7 +326,9 @@ def fit(
     ``val_loader`` is the **validation** set (never the test set): each epoch records ``val_loss`` and
     ``val_acc`` on it. ``keep_best`` restores, at the end, the weights of the epoch with the best
     ``monitor`` (lowest ``val_loss`` by default; ``"val_acc"``: highest); ``patience`` stops early after
-    that many epochs without a better one. The chosen epoch's record has ``"best": True``.
+    that many epochs without a better one. The chosen epoch's record has ``"best": True``. ``val_split``
+    names that set; a selection on a split named test is refused (as ``stats.require_not_test`` does), and so
+    is one on a loader whose dataset has a ``split`` attribute naming test.
 
     ``transform`` is the preprocessing that goes with the weights (applied to each batch on the
     model's device); ``augment`` runs before it on training batches only. ``scheduler.step()`` runs
@@ -326,7 +342,9 @@ def fit(
     patience = patience if patience is not None else (r.patience if r is not None and val_loader else None)
     if augment is None and r is not None and r.augment == "flip":
         augment = random_flip
-    _check_selection(val_loader is not None, keep_best, patience, monitor)
+    _check_selection(
+        val_loader is not None, keep_best, patience, monitor, val_split, getattr(val_loader, "dataset", None)
+    )
     if optimizer is None and r is not None:
         optimizer = r.apply(model)
     elif optimizer is None:
@@ -522,6 +540,7 @@ def fit_head(
     keep_best: bool | None = None,
     patience: int | None = None,
     monitor: str = "val_loss",
+    val_split: str = "validation",
     head: nn.Linear | None = None,
     progress: bool = True,
     desc: str = "head",
@@ -533,7 +552,8 @@ def fit_head(
     ``recipe`` gives ``epochs`` (its ``head_epochs``), ``lr`` (``head_lr``), ``weight_decay``, ``patience``
     and keep_best at once; any of them given here wins (without a recipe: 10 epochs, Adam at 1e-3, no
     weight decay, no selection). ``val_features``/``val_labels`` are the validation set; ``keep_best``,
-    ``patience`` and ``monitor`` select an epoch on it as in :func:`fit`. The caller's random state is left
+    ``patience`` and ``monitor`` select an epoch on it as in :func:`fit` (``val_split`` names it; never test).
+    The caller's random state is left
     as it was. Returns the head (assign it as ``model.fc``) and the per-epoch history.
     """
     r = _as_recipe(recipe)
@@ -547,7 +567,7 @@ def fit_head(
             f"fit_head needs as many labels as feature rows, at least one: got {len(train_features)} "
             f"feature rows and {len(train_labels)} labels."
         )
-    _check_selection(has_val, keep_best, patience, monitor)
+    _check_selection(has_val, keep_best, patience, monitor, val_split)
     k = num_classes or int(train_labels.max()) + 1
     g = torch.Generator().manual_seed(seed)
     if head is None:

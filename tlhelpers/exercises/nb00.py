@@ -43,11 +43,14 @@ def check_weights_name(answer: str, model: nn.Module) -> bool:
 def check_better_than_chance(answer: str, acc: float, n: int, chance: float = 0.5) -> bool:
     """Exercise 3 (a decision): is an accuracy ``acc`` on ``n`` test images better than ``chance``?
 
-    The right answer follows from the 95% margin of a proportion, 1.96 * sqrt(p * (1 - p) / n) at p = chance:
-    "better" above chance + margin, "worse" below chance - margin, "can't tell" in between.
+    The verdict comes from ``stats.accuracy_interval`` (Wilson, 95%): "better" when the interval lies above
+    ``chance``, "worse" when below, "can't tell" when it contains it. (The Wilson interval excludes ``chance``
+    exactly when ``acc`` is outside chance ± 1.96 * sqrt(chance * (1 - chance) / n), the coin's band.)
     """
-    margin = 1.96 * (chance * (1 - chance) / n) ** 0.5
-    truth = "better" if acc > chance + margin else "worse" if acc < chance - margin else "can't tell"
+    from .. import stats
+
+    iv = stats.accuracy_interval((round(acc * n), n))
+    truth = "better" if iv.low > chance else "worse" if iv.high < chance else "can't tell"
     given = (
         answer.strip().lower().replace("cannot", "can't").replace("can not", "can't") if isinstance(answer, str) else ""
     )
@@ -55,7 +58,7 @@ def check_better_than_chance(answer: str, acc: float, n: int, chance: float = 0.
         return report(False, "", 'answer "better", "worse" or "can\'t tell".')
     return report(
         given == truth,
-        f"{acc:.1%} on {n} images against chance {chance:.0%} ± {margin:.1%}: {truth}.",
-        f"compare {acc:.1%} with chance ({chance:.0%}) and its 95% margin on {n} images, "
-        "1.96 * sqrt(0.5 * 0.5 / n): outside the band is better or worse, inside it you can't tell.",
+        f"{acc:.1%} on {n} images, 95% interval {iv.low:.1%} to {iv.high:.1%} against chance {chance:.0%}: {truth}.",
+        f"compare chance ({chance:.0%}) with the 95% interval of {acc:.1%} on {n} images "
+        "(tl.stats.accuracy_interval): above it or below it is better or worse; inside it you can't tell.",
     )

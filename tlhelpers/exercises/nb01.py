@@ -68,16 +68,62 @@ def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np
     return report(ok, f"{sep:.0%} on a separable task and {noise:.0%} (chance) on noise.", hint)
 
 
-def check_largest_gap(acc_pretrained: Mapping[str, float], acc_random: Mapping[str, float], answer: str) -> bool:
-    """Exercise 3: the stage where pretrained features beat random ones by the most, read off the measured results."""
-    gaps = {s: acc_pretrained[s] - acc_random[s] for s in acc_pretrained}
-    truth = max(gaps, key=gaps.get)
-    ok = answer == truth
+def pretraining_gains(correct_pretrained: Mapping[str, object], correct_random: Mapping[str, object], on: str):
+    """Per stage, pretrained minus random init on the same images (``stats.compare``, paired); the stage with the
+    largest gain; and every stage whose gain ties with it.
+
+    Two gains tie when the interval of their difference includes zero: per image, a stage's gain is +1, 0 or -1
+    (pretrained right and random wrong, both the same, the reverse), and ``stats.mean_interval`` of the
+    per-image difference between two stages' gains is that interval. Returns ``(gains, best, tied)``.
+    """
+    from .. import stats
+
+    def as_int(v) -> np.ndarray:
+        return np.asarray(v.cpu() if hasattr(v, "cpu") else v).astype(int).reshape(-1)
+
+    gains = {
+        s: stats.compare(correct_pretrained[s], correct_random[s], on=on, names=(f"{s} pretrained", "random init"))
+        for s in correct_pretrained
+    }
+    per_image = {s: as_int(correct_pretrained[s]) - as_int(correct_random[s]) for s in gains}
+    best = max(gains, key=lambda s: gains[s].diff)  # the first of equal maxima
+    tied = [s for s in gains if s == best or stats.mean_interval(per_image[s] - per_image[best]).high >= 0]
+    return gains, best, tied
+
+
+def check_largest_gap(
+    correct_pretrained: Mapping[str, object], correct_random: Mapping[str, object], answer: str, on: str = "validation"
+) -> bool:
+    """Exercise 3: a stage where pretrained features beat random ones by the most, within noise.
+
+    ``correct_*``: stage -> correctness vector of its probe on the same ``on`` images. The largest gain is
+    right, and so is any stage whose gain ties with it (the 95% interval of the difference includes zero).
+    """
+    gains, best, tied = pretraining_gains(correct_pretrained, correct_random, on)
+
+    def gain(s: str) -> str:
+        g = gains[s]
+        return f"{s} {100 * g.diff:+.1f} points (95% interval {100 * g.low:+.1f} to {100 * g.high:+.1f})"
+
+    if answer not in gains:
+        return report(False, "", f"answer with a stage name: one of {', '.join(gains)}.")
+    others = [s for s in tied if s != best]
+    if answer == best:
+        tail = f"; within noise of it: {', '.join(others)}" if others else ", above every other stage's beyond noise"
+        return report(True, f"{gain(best)}: the largest gain over random init{tail}.", "")
+    if answer in tied:
+        return report(
+            True,
+            f"{gain(answer)} ties with the largest, {gain(best)}: the interval of their difference includes "
+            "zero, so within noise both are right.",
+            "",
+        )
     return report(
-        ok,
-        f"{truth}: +{gaps[truth]:.1%} over the random-init backbone.",
-        f"compute acc_pretrained[s] - acc_random[s] for every stage s and pick the largest "
-        f"(stages: {', '.join(gaps)}).",
+        False,
+        "",
+        f"{gain(answer)} is below the largest gain, {gain(best)}, beyond noise. Compute, for every stage s, "
+        "tl.stats.compare(correct_pretrained[s], correct_random[s], on='validation') and look at .diff "
+        f"(stages: {', '.join(gains)}).",
     )
 
 
