@@ -351,7 +351,7 @@ def test_fine_tune_keeps_phase_one_unless_phase_two_is_better_beyond_noise(monke
     assert len(best) == 1 and best[0]["phase"] == kept and best[0]["choice"].chosen == kept
     assert best[0]["choice"].on == "validation"
     if kept == 1:
-            acc = tl.evaluate(model, tl.make_loader(val, 12), preprocess, warn=False)["acc"]
+        acc = tl.evaluate(model, tl.make_loader(val, 12), preprocess, warn=False)["acc"]
         assert acc == pytest.approx(best[0]["val_acc"])
 
 
