@@ -159,11 +159,10 @@ def fine_tune(
             h["phase"] = 2
     if not first or not second:
         return first + second
-    names = {1: f"phase 1 ({head})", 2: f"phase 2 ({' + '.join([*unfreeze, head])})"}
     choice = choose(
         {1: right_first, 2: _correct(model, val_loader, transform)},  # simpler first: phase 1 wins a tie
         on="validation",
-        label=names.__getitem__,
+        label="phase {}".format,
     )
     if choice.chosen == 2:
         best_first.pop("best", None)
