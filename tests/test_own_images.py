@@ -169,6 +169,48 @@ def test_save_load_gives_identical_logits_in_a_fresh_process(tmp_path):
     assert torch.equal(torch.load(tmp_path / "out.pt"), ref)
 
 
+def test_lite0_model_file_rebuilds_lite0_from_the_file_alone(tmp_path):
+    """A fine-tuned Lite0 saved to one file: arch and bicubic 0.5/0.5 preprocessing recorded; a fresh process
+    rebuilds it with the Lite0 weights package out of reach and predicts identically."""
+    pytest.importorskip("timm")
+    from tlhelpers.models import LITE0
+
+    torch.manual_seed(0)
+    model, preprocess = tl.load_backbone(LITE0, weights="random", num_classes=3, verbose=False)
+    model.eval()
+    path = tl.save_model(model, tmp_path / "lite0.pt", preprocess, ["a", "b", "c"])  # arch found from the model
+    saved = torch.load(path, weights_only=True)
+    assert saved["arch"] == LITE0
+    assert saved["preprocessing"] == {
+        "size": tl.settings.LITE0_SIZE,
+        "resize_size": tl.settings.LITE0_SIZE,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bicubic",
+    }
+    x = torch.randint(0, 256, (3, 3, 96, 150), dtype=torch.uint8)  # not the input size: the file says how
+    torch.save(x, tmp_path / "x.pt")
+    with torch.inference_mode():
+        ref = model(tl.prepare_batch(x, "cpu", preprocess))
+    code = textwrap.dedent(f"""
+        import torch, tlhelpers as tl
+        def unavailable(*a, **k):
+            raise AssertionError("the ImageNet Lite0 weights were read")
+        tl.models.lite0_state_dict = unavailable  # nothing but the file
+        model, pre, info = tl.load_model({str(path)!r})
+        x = torch.load({str(tmp_path / "x.pt")!r})
+        with torch.inference_mode():
+            torch.save(model(tl.prepare_batch(x, "cpu", pre)), {str(tmp_path / "out.pt")!r})
+        print(info["arch"], type(model).__name__, pre.crop_size, pre.interpolation.value)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"efficientnet_lite0 EfficientNet [{tl.settings.LITE0_SIZE}] bicubic" in run.stdout
+    assert torch.equal(torch.load(tmp_path / "out.pt"), ref)
+    with pytest.raises(ValueError, match="does not fit"):  # a Lite0 is not a resnet18
+        tl.save_model(model, tmp_path / "wrong.pt", preprocess, ["a", "b", "c"], arch="resnet18")
+
+
 def test_fine_tuned_course_backbone_reloads_with_its_own_preprocessing(tmp_path):
     model, preprocess = tl.load_backbone("resnet18", weights="course", num_classes=2, verbose=False)
     path = tl.save_model(model, tmp_path / "ft.pt", preprocess, ["cat", "dog"])
@@ -283,7 +325,45 @@ def test_fine_tune_two_phases_keeps_the_best_epoch():
     )
     assert [h["phase"] for h in hist] == [1, 1, 2, 2] and [h["epoch"] for h in hist] == [1, 2, 3, 4]
     best = [h for h in hist if h.get("best")]
-    assert len(best) == 1 and best[0]["val_acc"] == max(h["val_acc"] for h in hist)
+    assert len(best) == 1 and best[0]["phase"] == best[0]["choice"].chosen  # the verdict is in the result
+    phase_best = max((h["val_acc"] for h in hist if h["phase"] == best[0]["phase"]))
+    assert best[0]["val_acc"] == phase_best  # the best epoch of the kept phase
+    if best[0]["phase"] == 1:  # phase 2 kept only if better beyond noise
+        assert best[0]["choice"].comparisons.get(2) is None or best[0]["choice"].comparisons[2].verdict != "better"
     acc = tl.evaluate(model, tl.make_loader(val, 32), preprocess)["acc"]
     assert acc == pytest.approx(best[0]["val_acc"])  # the model holds the chosen epoch's weights
     assert tl.trainable_stages(model) == ["layer4", "fc"]
+
+
+@pytest.mark.parametrize("phase2_right, kept", [(16, 1), (17, 1), (32, 2)])
+def test_fine_tune_keeps_phase_one_unless_phase_two_is_better_beyond_noise(monkeypatch, phase2_right, kept):
+    """The course rule on validation: phase 1 (simpler) on a tie, even a tie phase 2 leads on points."""
+    from tlhelpers import finetune
+
+    scores = iter([torch.arange(32) < 16, torch.arange(32) < phase2_right])  # phase 1, then phase 2: per image
+    monkeypatch.setattr(finetune, "_correct", lambda *a: next(scores))
+    model, preprocess = _tiny_model(2)
+    train, val = tl.train_val_split(_separable(48), 0.25)
+    hist = tl.fine_tune(
+        model, tl.make_loader(train, 12), tl.make_loader(val, 12), 1e-3, preprocess, 1, 1, progress=False
+    )
+    best = [h for h in hist if h.get("best")]
+    assert len(best) == 1 and best[0]["phase"] == kept and best[0]["choice"].chosen == kept
+    assert best[0]["choice"].on == "validation"
+    if kept == 1:
+        acc = tl.evaluate(model, tl.make_loader(val, 12), preprocess, warn=False)["acc"]
+        assert acc == pytest.approx(best[0]["val_acc"])
+
+
+def test_fine_tune_on_lite0_unfreezes_its_top_stage():
+    pytest.importorskip("timm")
+    from tlhelpers.finetune import top_stages
+
+    model, _ = tl.load_backbone(tl.models.LITE0, weights="random", num_classes=2, verbose=False)
+    assert top_stages(model) == ("blocks.6", "conv_head")
+    assert top_stages(_tiny_model(2)[0]) == ("layer4",)
+    pre = tl.models.lite0_preprocess(32)
+    train, val = tl.train_val_split(_separable(24), 0.25)
+    hist = tl.fine_tune(model, tl.make_loader(train, 6), tl.make_loader(val, 6), 1e-3, pre, 1, 1, progress=False)
+    assert [h["phase"] for h in hist] == [1, 2] and sum(bool(h.get("best")) for h in hist) == 1
+    assert tl.trainable_stages(model) == ["blocks.6", "conv_head", "classifier"]

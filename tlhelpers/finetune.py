@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader
 
 from .device import model_device
 from .freeze import make_optimizer, set_trainable
-from .train import _whole, best_epoch, fit, is_better, model_loss, on_device, train_steps
+from .stages import layout
+from .stats import choose
+from .train import _whole, best_epoch, fit, model_loss, on_device, predict, train_steps
 
-__all__ = ["lr_find", "fine_tune"]
+__all__ = ["lr_find", "fine_tune", "top_stages"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,6 +85,14 @@ def _cycle(loader: DataLoader, steps: int) -> Iterator:
                 return
 
 
+def top_stages(model: nn.Module) -> tuple[str, ...]:
+    """The stages phase 2 of :func:`fine_tune` unfreezes by default: from where partial fine-tuning starts to
+    the head, head excluded (ResNet: ``layer4``; EfficientNet-Lite0: ``blocks.6``, ``conv_head``)."""
+    lay = layout(model)
+    names = lay.names
+    return tuple(names[names.index(lay.partial_from) : -1])
+
+
 def fine_tune(
     model: nn.Module,
     train_loader: DataLoader,
@@ -91,26 +101,33 @@ def fine_tune(
     transform: Transform | None = None,
     head_epochs: int = 2,
     epochs: int = 6,
-    unfreeze: Sequence[str] = ("layer4",),
+    unfreeze: Sequence[str] | None = None,
     lr_mult: float = 10.0,
     augment: Transform | None = None,
     progress: bool = True,
     val_split: str = "validation",
 ) -> list[dict]:
-    """Two-phase fine-tuning with one-cycle schedules, keeping the best epoch by validation accuracy.
+    """Two-phase fine-tuning with one-cycle schedules; phase 2 is kept only if it is better than phase 1 beyond noise.
 
     Phase 1 trains the head alone (backbone frozen, BatchNorm statistics kept) at ``lr`` for ``head_epochs``.
-    Phase 2 unfreezes ``unfreeze`` (stages in network order) with discriminative rates: the head at
-    ``lr / 2``, the last unfrozen stage ``lr_mult`` times lower, each earlier stage ``lr_mult`` times lower
-    again, for ``epochs``. The model ends with the weights of the best validation epoch of either phase
-    (highest accuracy; a tie goes to the lower validation loss).
-    ``head_epochs=0`` skips phase 1; ``epochs=0`` skips phase 2. The log numbers epochs one way: "phase 2,
-    epoch 2 of 6 (epoch 5 overall)". Returns both phases' history (``"phase": 1 or 2``, ``"epoch"`` counted
-    over both); the chosen epoch has ``"best"``. ``val_split`` names the validation set (never test).
+    Phase 2 unfreezes ``unfreeze`` (stages in network order; default :func:`top_stages`: ResNet ``layer4``,
+    EfficientNet ``blocks.6`` and ``conv_head``) with discriminative rates: the head at ``lr / 2``, the last
+    unfrozen stage ``lr_mult`` times lower, each earlier stage ``lr_mult`` times lower again, for ``epochs``.
+    Each phase keeps its best validation epoch (highest accuracy; a tie goes to the lower validation loss).
+    Between the two, the course rule decides (:func:`tlhelpers.stats.choose`, paired on the validation
+    images): phase 1, the simpler model, unless phase 2 is better beyond noise; the model ends with the
+    weights of the kept epoch, whose record has ``"best": True`` and ``"choice"`` (the
+    :class:`~tlhelpers.stats.Choice`, with its ``.sentence``). ``head_epochs=0`` skips phase 1; ``epochs=0``
+    skips phase 2 (no choice then). The log numbers epochs one way: "phase 2, epoch 2 of 6 (epoch 5
+    overall)". Returns both phases' history (``"phase": 1 or 2``, ``"epoch"`` counted over both).
+    ``val_split`` names the validation set (never test).
     """
     head_epochs, epochs = _whole("head_epochs", head_epochs, 0), _whole("epochs", epochs, 0)
     if head_epochs + epochs == 0:
         raise ValueError("head_epochs and epochs are both 0: nothing to train; give at least one epoch.")
+    lay = layout(model)
+    head = "head" if lay.generic else lay.head
+    unfreeze = top_stages(model) if unfreeze is None else tuple(unfreeze)
     common = dict(
         transform=transform, augment=augment, keep_best=True, monitor="val_acc", progress=progress, val_split=val_split
     )
@@ -118,7 +135,7 @@ def fine_tune(
     if head_epochs:
         if progress:
             print(f"Phase 1: the head alone, backbone frozen, up to lr {lr:.1e}")
-        set_trainable(model, ("fc",))
+        set_trainable(model, (head,))
         opt = make_optimizer(model, "adam", lr=lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, head_epochs * len(train_loader)))
         first = fit(model, train_loader, val_loader, head_epochs, opt, scheduler=sched, desc="phase 1", **common)
@@ -126,14 +143,15 @@ def fine_tune(
             h["phase"] = 1
         best_first, state_first = best_epoch(first), copy.deepcopy(model.state_dict())
 
-    stage_lrs = {"fc": lr / 2}
-    for i, stage in enumerate(reversed(list(unfreeze))):
+    stage_lrs = {head: lr / 2}
+    for i, stage in enumerate(reversed(unfreeze)):
         stage_lrs[stage] = lr / 2 / lr_mult ** (i + 1)
     second: list[dict] = []
     if epochs:
         if progress:
             print("Phase 2: " + ", ".join(f"{s} up to lr {v:.1e}" for s, v in stage_lrs.items()))
-        set_trainable(model, list(unfreeze) + ["fc"])
+        right_first = _correct(model, val_loader, transform) if first else None  # phase 1's kept weights
+        set_trainable(model, list(unfreeze) + [head])
         opt = make_optimizer(model, "adam", lr=lr / 2, stage_lrs=stage_lrs)
         max_lr = [g["lr"] for g in opt.param_groups]
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(1, epochs * len(train_loader)))
@@ -143,19 +161,32 @@ def fine_tune(
         )  # fmt: skip
         for h in second:
             h["phase"] = 2
-    if not first:
-        return second
-    if second and is_better(best_epoch(second), best_first, "val_acc"):
+    if not first or not second:
+        return first + second
+    choice = choose(
+        {1: right_first, 2: _correct(model, val_loader, transform)},  # simpler first: phase 1 wins a tie
+        on=val_split,
+        label="phase {}".format,
+    )
+    if choice.chosen == 2:
         best_first.pop("best", None)
-        if progress:
-            print(f"Kept {_label(best_epoch(second), len(first), epochs)}: it beat phase 1 on validation.")
-    else:  # phase 2 never beat the head alone (or did not run): keep phase 1's weights
+        kept = best_epoch(second)
+    else:
         for h in second:
             h.pop("best", None)
         model.load_state_dict(state_first)
-        if second and progress:
-            print(f"Phase 2 did not beat phase 1 on validation: kept {_label(best_first, 0, head_epochs)}.")
+        kept = best_first
+    kept["choice"] = choice
+    if progress:
+        where = _label(kept, len(first), epochs) if kept["phase"] == 2 else _label(kept, 0, head_epochs)
+        print(f"Kept {where}: {choice.sentence}")
     return first + second
+
+
+def _correct(model: nn.Module, loader: DataLoader, transform: Transform | None) -> torch.Tensor:
+    """One bool per image of ``loader``: is the model's top class the label (as ``fit`` scores validation)."""
+    logits, labels = predict(model, loader, transform)
+    return logits.argmax(1) == labels
 
 
 def _label(rec: dict, before: int, epochs: int) -> str:

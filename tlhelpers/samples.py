@@ -32,6 +32,8 @@ def make_sample_folder(
     Each image is upscaled to a random size (longer side 96-640 px, aspect 3:4 to 16:9) and saved as JPEG,
     PNG or WebP; some are greyscale or RGBA, every 7th JPEG is stored rotated with an EXIF orientation tag.
     A hidden folder and a text file are added: loaders must ignore them. An existing ``dest`` is replaced.
+    The default classes, automobile and truck, are a look-alike pair that ImageNet knows many kinds of but
+    never learned to split this way, like many a learner's own classes (notebook 07 uses them).
     """
     from PIL import Image
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from . import modelfile
-from .models import load_state_dict, preprocess_from, preprocess_record, replace_head
+from .models import LITE0, LITE0_TIMM, _build, load_state_dict, preprocess_from, preprocess_record, replace_head
 
 __all__ = ["save_model", "load_model", "MODEL_FORMAT"]
 
@@ -28,18 +27,21 @@ def save_model(
     path: str | os.PathLike,
     preprocess: nn.Module,
     classes: list[str] | tuple[str, ...],
-    arch: str = "resnet18",
+    arch: str | None = None,
     training: dict | None = None,
 ) -> Path:
     """Write ``model`` with its ``arch``, ``classes``, ``preprocess`` and a ``training`` record to one file.
 
+    ``arch`` names the architecture :func:`load_model` rebuilds: a torchvision name (``"resnet18"``) or
+    ``"efficientnet_lite0"``; None: ``"efficientnet_lite0"`` for timm's Lite0, else ``"resnet18"``.
     ``training`` is any JSON-like dict (strategy, backbone weights, epochs, validation accuracy...).
     The file is written next to ``path`` first and then renamed, so a crash never leaves half a file.
     """
     path = Path(path).expanduser()
     classes = [str(c) for c in classes]
     sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    check = replace_head(torchvision.models.get_model(arch, weights=None), len(classes), seed=None)
+    arch = arch or model_arch(model)
+    check = replace_head(_build(arch), len(classes), seed=None)
     load_state_dict(check, sd, path)  # the weights must fit arch and the number of classes before we write them
     record = {
         "format": MODEL_FORMAT,
@@ -51,6 +53,12 @@ def save_model(
         "state_dict": sd,
     }
     return modelfile.write(path, record)
+
+
+def model_arch(model: nn.Module) -> str:
+    """The ``arch`` name of ``model`` as :func:`save_model` records it: Lite0 if timm built it, else resnet18."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return LITE0 if cfg.get("architecture") == LITE0_TIMM else "resnet18"
 
 
 def _plain(record: dict, path: Path) -> dict:
@@ -73,7 +81,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     modelfile.check_model(meta, path)  # this format version, every field, a usable preprocessing
     arch, classes = meta["arch"], list(meta["classes"])
     try:
-        model = torchvision.models.get_model(arch, weights=None)
+        model = _build(arch)  # torchvision's architectures, and timm's for efficientnet_lite0
     except ValueError:
         raise ValueError(f"{path} holds an architecture this torchvision does not have: {arch!r}.") from None
     replace_head(model, len(classes), seed=None)
