@@ -115,7 +115,7 @@ def fine_tune(
     if head_epochs:
         if progress:
             print(f"Phase 1: the head alone, backbone frozen, up to lr {lr:.1e}")
-        set_trainable(model, ("fc",))
+        set_trainable(model, ("head",))
         opt = make_optimizer(model, "adam", lr=lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, head_epochs * len(train_loader)))
         first = fit(model, train_loader, val_loader, head_epochs, opt, scheduler=sched, desc="phase 1", **common)
@@ -123,14 +123,14 @@ def fine_tune(
             h["phase"] = 1
         best_first, state_first = best_epoch(first), copy.deepcopy(model.state_dict())
 
-    stage_lrs = {"fc": lr / 2}
+    stage_lrs = {"head": lr / 2}
     for i, stage in enumerate(reversed(list(unfreeze))):
         stage_lrs[stage] = lr / 2 / lr_mult ** (i + 1)
     second: list[dict] = []
     if epochs:
         if progress:
             print("Phase 2: " + ", ".join(f"{s} up to lr {v:.1e}" for s, v in stage_lrs.items()))
-        set_trainable(model, list(unfreeze) + ["fc"])
+        set_trainable(model, list(unfreeze) + ["head"])
         opt = make_optimizer(model, "adam", lr=lr / 2, stage_lrs=stage_lrs)
         max_lr = [g["lr"] for g in opt.param_groups]
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(1, epochs * len(train_loader)))
