@@ -196,11 +196,13 @@ def worker_course_fe(args: argparse.Namespace) -> dict:
 
 
 def step_floor(model, loader, preprocess, reps: int = 3, train: bool = True) -> float:
-    """Median seconds of one forward (+ backward when ``train``) of a batch, the model as it is set up."""
+    """Median seconds of one forward (+ backward when ``train``) of a batch, the model as it is set up, run as
+    ``tl.fit`` runs it: the same ``prepare_batch`` and ``tl.device.autocast`` (bf16 where the hardware has it)."""
     import torch
     import torch.nn.functional as F
 
     from tlhelpers.batch import prepare_batch
+    from tlhelpers.device import autocast
 
     x, y = next(iter(loader))
     x = prepare_batch(x, "cpu", preprocess)
@@ -209,11 +211,12 @@ def step_floor(model, loader, preprocess, reps: int = 3, train: bool = True) -> 
     for _ in range(reps + 1):
         t = time.perf_counter()
         if train:
-            loss = F.cross_entropy(model(x).float(), y)
-            loss.backward()
+            with autocast("cpu"):
+                logits = model(x)
+            F.cross_entropy(logits.float(), y).backward()
             model.zero_grad(set_to_none=True)
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast("cpu"):
                 model(x)
         times.append(time.perf_counter() - t)
     return sorted(times[1:])[len(times[1:]) // 2]
@@ -240,7 +243,7 @@ def worker_course_ft(args: argparse.Namespace) -> dict:
         tl.set_trainable(model, stages)
         step = step_floor(model, train_loader, pre)
         fwd = step_floor(model, val_loader, pre, train=False)
-        epoch_floor = len(train_loader) * step + len(val_loader) * fwd
+        epoch_floor = len(train) / 32 * step + len(val) / 64 * fwd  # per image: a last, smaller batch costs less
         seconds = next(h["seconds"] for h in hist if h["phase"] == phase)
         floors.append({"phase": phase, "stages": stages, "step_s": step, "val_forward_s": fwd,
                        "epoch_floor_s": epoch_floor, "epoch_s": seconds, "ratio": seconds / epoch_floor})  # fmt: skip
