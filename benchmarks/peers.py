@@ -376,10 +376,11 @@ def worker_levers(args: argparse.Namespace) -> dict:
         model.forward = forward
         return model
 
+    native = tl.device.native_bf16(torch.device("cpu"))  # tl.fit's autocast: bf16 where the CPU has it natively
     variants = {
-        "plain (current tl.fit step)": {},
+        f"plain (current tl.fit step: {'bf16 autocast' if native else 'fp32'})": {},
         "channels_last model": {"channels_last": True},
-        "bf16 autocast (forced)": {"bf16": True},
+        "fp32 (autocast off)" if native else "bf16 autocast (forced on)": {"bf16": not native},
         "Adam foreach": {"opt": {"foreach": True}},
         "Adam fused": {"opt": {"fused": True}},
         "no_grad over frozen prefix": {"prefix": True},
@@ -402,7 +403,7 @@ def worker_levers(args: argparse.Namespace) -> dict:
         t_all = time.perf_counter()
         for x, y in zip(batches, labels):
             t = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(v.get("bf16"))):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.get("bf16", native)):
                 logits = run(x)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
