@@ -501,8 +501,8 @@ def targets(b: dict, jobs: int = 1) -> dict:
         t["fe_speedup_vs_fastai_frozen"] = {"value": sp, "target": ">= 5", "met": sp >= 5, "measure": key}
         # the ceiling: were everything but the frozen forward passes free on the course's side
         fwd = fe["parts"]["forward_cpu_s" if jobs > 1 else "forward_s"]
-        t["fe_speedup_ceiling"] = {"value": ratio(fa[key], fwd), "target": "(fastai total / course forward)",
-                                   "met": ratio(fa[key], fwd) >= 5}  # fmt: skip
+        bound = ratio(fa[key], fwd)
+        t["fe_speedup_ceiling"] = {"value": bound, "target": ">= 5 (fastai total / course forward)", "met": bound >= 5}
     if "course_ft" in s:
         gb = s["course_ft"]["peak_rss_mb"] / 1024
         t["ft_peak_rss_gb"] = {"value": gb, "target": "<= 2.0", "met": gb <= 2.0}
