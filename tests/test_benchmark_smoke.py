@@ -128,23 +128,34 @@ def _sane(row: dict) -> None:
 
 
 def test_peers_course_side_tiny(tmp_path, cifar_root):
-    """peers.py --tiny --no-fastai: the course's two recipes, the floor, the levers, and the tables."""
+    """peers.py --tiny --no-fastai: the course's two recipes on both backbones, the floor, the levers, the tables."""
+    pytest.importorskip("timm")
     r = _peers(tmp_path, "--no-fastai")
-    assert list(r["strategies"]) == ["course_fe", "course_ft"] and r["fastai"] is None
-    assert r["config"]["n_fit"] + r["config"]["n_val"] == r["config"]["n_train"] == 20
-    for row in r["strategies"].values():
-        _sane(row)
-    floors = r["strategies"]["course_ft"]["floor"]
-    assert [f["phase"] for f in floors] == [1, 2]
-    assert all(f["epoch_floor_s"] > 0 for f in floors)
-    assert all(f["ratio"] == pytest.approx(f["epoch_s"] / f["epoch_floor_s"]) for f in floors)
-    rows = r["levers"]["rows"]
+    assert r["fastai"] is None and r["config"]["n_fit"] + r["config"]["n_val"] == r["config"]["n_train"] == 20
+    assert list(r["backbones"]) == ["resnet18", "lite0"]
+    for b in r["backbones"].values():
+        assert list(b["strategies"]) == ["course_fe", "course_ft"] and b["size"] == 32
+        for row in b["strategies"].values():
+            _sane(row)
+        parts = b["strategies"]["course_fe"]["parts"]
+        assert all(parts[f"{k}_s"] >= 0 for k in ("decode", "build", "forward", "fit_head"))
+        floors = b["strategies"]["course_ft"]["floor"]
+        assert [f["phase"] for f in floors] == [1, 2]
+        assert all(f["epoch_floor_s"] > 0 for f in floors)
+        assert all(f["ratio"] == pytest.approx(f["epoch_s"] / f["epoch_floor_s"]) for f in floors)
+        assert {"ft_peak_rss_gb", "fit_epoch_over_floor"} <= set(b["targets"])
+        assert "ft_speedup_vs_fastai_fine_tune" not in b["targets"]
+    assert [f["stages"] for f in r["backbones"]["lite0"]["strategies"]["course_ft"]["floor"]] == [
+        ["classifier"],
+        ["blocks.6", "conv_head", "classifier"],
+    ]
+    rows = r["backbones"]["resnet18"]["levers"]["rows"]  # the levers time ResNet18's layer4 step
     assert rows[0]["agree"] == 1.0 and rows[0]["max_logit_diff"] == 0.0  # the plain step against itself
     assert all(x["step_s"] > 0 and 0.0 <= x["agree"] <= 1.0 for x in rows)
-    assert {"ft_peak_rss_gb", "fit_epoch_over_floor"} <= set(r["targets"])
-    assert "ft_speedup_vs_fastai_fine_tune" not in r["targets"]
+    assert "levers" not in r["backbones"]["lite0"]
     md = (tmp_path / "peers.md").read_text()
     assert "| course tl.fine_tune" in md and "| phase 2 (layer4 + head) |" in md and "fastai not installed" in md
+    assert "| phase 2 (blocks.6 + conv_head + head) |" in md and "EfficientNet-Lite0" in md
 
 
 def test_peers_without_fastai_says_how_to_install(tmp_path, monkeypatch, capsys, cifar_root):
@@ -152,14 +163,19 @@ def test_peers_without_fastai_says_how_to_install(tmp_path, monkeypatch, capsys,
     peers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peers)
     monkeypatch.setattr(peers, "have_fastai", lambda: False)
-    r = peers.main(["--tiny", "--only", "course_fe", "fastai_frozen", "--no-levers", "--out", str(tmp_path)])
+    argv = ["--tiny", "--backbone", "resnet18", "--only", "course_fe", "fastai_frozen", "--no-levers"]
+    r = peers.main([*argv, "--out", str(tmp_path)])
     assert 'pip install -e ".[bench]"' in capsys.readouterr().out
-    assert list(r["strategies"]) == ["course_fe"]
+    assert list(r["backbones"]) == ["resnet18"] and list(r["backbones"]["resnet18"]["strategies"]) == ["course_fe"]
 
 
 def test_peers_fastai_side_tiny(tmp_path, cifar_root):
+    """fastai's two recipes on both backbones (Lite0 through fastai's timm body and head)."""
     pytest.importorskip("fastai")
+    pytest.importorskip("timm")
     r = _peers(tmp_path, "--no-levers", "--only", "fastai_frozen", "fastai_ft")
-    assert list(r["strategies"]) == ["fastai_frozen", "fastai_ft"] and r["fastai"]
-    for row in r["strategies"].values():
-        _sane(row)
+    assert r["fastai"] and list(r["backbones"]) == ["resnet18", "lite0"]
+    for b in r["backbones"].values():
+        assert list(b["strategies"]) == ["fastai_frozen", "fastai_ft"]
+        for row in b["strategies"].values():
+            _sane(row)
