@@ -104,3 +104,21 @@ def test_random_lite0_and_checkpoint_round_trip(tmp_path, capsys):
     assert torch.equal(back.conv_stem.weight, model.conv_stem.weight)
     rec = models.preprocess_record(pre)
     assert rec["interpolation"] == "bicubic" and models.preprocess_from(rec).interpolation == pre.interpolation
+
+
+def test_embed_reads_lite0s_pooled_features_before_the_classifier():
+    """tl.embed on Lite0 gives the 1280-d input of `classifier`: what `model.classifier = nn.Identity()` outputs,
+    for a batch and for a batch of one (notebook 05's plain-PyTorch section)."""
+    import copy
+
+    model, pre = tl.load_backbone(LITE0, weights="imagenet", verbose=False)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    body = copy.deepcopy(model).eval()
+    body.classifier = nn.Identity()
+    with torch.no_grad():
+        plain = body(pre(images))
+    emb, labels = tl.embed(model, images, pre, amp=False)
+    assert emb.shape == (5, model.classifier.in_features) == (5, 1280) and labels is None
+    assert torch.allclose(emb, plain, atol=1e-4)
+    one, _ = tl.embed(model, images[:1], pre, amp=False)
+    assert one.shape == (1, 1280) and torch.allclose(one[0], plain[0], atol=1e-4)

@@ -1,4 +1,5 @@
-"""Embeddings: the penultimate-layer vectors of a backbone (512-d for ResNet18), and similarity search."""
+"""Embeddings: the penultimate-layer vectors of a backbone (512-d for ResNet18, 1280-d for EfficientNet-Lite0),
+and similarity search."""
 
 from __future__ import annotations
 
@@ -189,8 +190,9 @@ def embed(
 
     Runs in eval mode under ``inference_mode``, channels_last, and bfloat16 autocast where the
     hardware has it; the head's input is captured by a hook, so any model with a linear head works
-    (ResNet18: D = 512). Returns ``(embeddings float32 on CPU, labels or None)``. These are also the
-    cached features for feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
+    (ResNet18: D = 512; EfficientNet-Lite0: D = 1280, the pooled features before ``classifier``).
+    Returns ``(embeddings float32 on CPU, labels or None)``. These are also the cached features for
+    feature extraction: :func:`tlhelpers.train.fit_head` trains a head on them.
     With ``fold_bn=True`` it runs a view of the model with each BatchNorm folded into the convolution before
     it (:func:`fold_batchnorm`; exact in eval mode up to rounding). Off by default: it was not faster where
     measured (docs/performance.md).

@@ -49,12 +49,12 @@ def check_knn(preds, query, embeddings, labels, k: int = 5) -> bool:
     """Exercise 2: each prediction is a class with the most votes among the ``k`` nearest neighbours (ties: any)."""
     if preds is None:
         return report(
-            False, "", "set `knn_preds`: for each test embedding, the most common label among its k neighbours."
+            False, "", "set `knn_preds`: for each validation embedding, the most common label among its k neighbours."
         )
     votes = _votes(query, embeddings, labels, k)
     preds = torch.as_tensor(np.asarray(preds)).long().ravel()
     if len(preds) != len(votes):
-        return report(False, "", f"expected one prediction per test image ({len(votes)}), got {len(preds)}.")
+        return report(False, "", f"expected one prediction per validation image ({len(votes)}), got {len(preds)}.")
     if preds.min() < 0 or preds.max() >= votes.shape[1]:
         return report(False, "", f"predictions must be class indices 0..{votes.shape[1] - 1}.")
     best = votes.max(1).values
@@ -70,20 +70,20 @@ def check_knn(preds, query, embeddings, labels, k: int = 5) -> bool:
 
 
 def check_outlier(index, query, embeddings) -> bool:
-    """Exercise 3: ``index`` is the query whose nearest neighbour among ``embeddings`` is the least similar."""
+    """Exercise 4: ``index`` is the query whose nearest neighbour among ``embeddings`` is the least similar."""
     if index is None:
-        return report(False, "", "set `outlier` to the index of the test image with the lowest top-1 similarity.")
+        return report(False, "", "set `outlier` to the index of the validation image with the lowest top-1 similarity.")
     _, sims = nearest_neighbors(query, embeddings, k=1)
     top1 = sims[:, 0]
     expected = int(top1.argmin())
     got = int(index)
     if got == expected or np.isclose(top1[got].item(), top1[expected].item(), atol=1e-6):
         return report(
-            True, f"test image {got}: its closest training image has cosine similarity only {top1[got]:.2f}.", ""
+            True, f"validation image {got}: its closest training image has cosine similarity only {top1[got]:.2f}.", ""
         )
     if got == int(top1.argmax()):
-        return report(False, "", "that is the test image *most* similar to the training set: take the minimum.")
-    return report(False, "", "take each test image's top-1 similarity (k=1), then the index of the smallest one.")
+        return report(False, "", "that is the validation image *most* similar to the training set: take the minimum.")
+    return report(False, "", "take each validation image's top-1 similarity (k=1), then the index of the smallest one.")
 
 
 def check_k_choice(k, val_correct: dict, on: str = "validation") -> bool:
