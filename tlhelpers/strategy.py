@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .data import ImageTensors, make_loader, train_val_split
-from .embed import embed
+from .embed import default_batch_size, embed
 from .freeze import count_params, set_trainable
 from .models import load_backbone, replace_head
 from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, epochs_for, lr_text, recipe
@@ -201,6 +201,7 @@ def run_strategy(
     set_seed(seed)  # again: the split, head and flips draw the same numbers either way
     train, val = train_val_split(train, val_fraction=0.2, seed=seed)
     model = replace_head(backbone, len(train.classes), seed=seed).to(device)
+    eval_batch = default_batch_size(preprocess)  # 256 at 64 px, 16 at 128 px: activations within RAM
     t0 = time.perf_counter()
     if r.cached:  # frozen backbone: features once, a head on standardised features
         set_trainable(model, r.stages_for(model))
@@ -228,7 +229,7 @@ def run_strategy(
         fit(
             model,
             make_loader(train, batch_size, shuffle=True, seed=seed, device=device),
-            make_loader(val, 256, device=device),
+            make_loader(val, eval_batch, device=device),
             epochs=epochs,
             optimizer=r.apply(model),
             transform=preprocess,
@@ -237,7 +238,7 @@ def run_strategy(
             keep_best=True,
             patience=r.patience,
         )
-        loaders = [make_loader(d, 256, device=device) for d in (val, test)]
+        loaders = [make_loader(d, eval_batch, device=device) for d in (val, test)]
         val_ev, test_ev = (evaluate(model, dl, transform=preprocess) for dl in loaders)
         val_correct = val_ev["preds"] == val_ev["labels"]
         test_correct = test_ev["preds"] == test_ev["labels"]
