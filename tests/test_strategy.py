@@ -200,3 +200,31 @@ def test_run_strategy_selects_on_validation_and_scores_test_once():
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items()), "the backbone was changed"
     with pytest.raises(ValueError, match="pass both"):
         run_strategy("feature extraction", train, test, backbone=backbone)
+
+
+def test_run_strategy_on_lite0_and_its_test_feature_cache(monkeypatch):
+    """Any architecture's stages (not ResNet's "fc"), and a cache that embeds a shared test set once:
+    the same results with it as without, and no second pass over the test images."""
+    pytest.importorskip("timm")
+    import torch
+
+    from tlhelpers import strategy
+    from tlhelpers.models import LITE0, load_backbone
+
+    backbone, preprocess = load_backbone(LITE0, weights="random", verbose=False)
+    train, test = _tiny_task(20, 0), _tiny_task(12, 1)
+    kw = dict(backbone=backbone, preprocess=preprocess)
+    plain = strategy.run_strategy("feature extraction", train, test, **kw)
+    sizes, real = [], strategy.embed
+    monkeypatch.setattr(strategy, "embed", lambda m, x, *a, **k: (sizes.append(len(x)), real(m, x, *a, **k))[1])
+    cache: dict = {}
+    first = strategy.run_strategy("feature extraction", train, test, cache=cache, **kw)
+    again = strategy.run_strategy("feature extraction", train, test, cache=cache, seed=1, **kw)
+    assert sizes.count(len(test)) == 1, sizes  # the test set went through the backbone once
+    assert torch.equal(plain["test_correct"], first["test_correct"]) and len(again["test_correct"]) == 12
+    assert first["trainable"] == backbone.classifier.in_features * 2 + 2
+    other = _tiny_task(12, 2)  # another test set is not taken from the cache
+    strategy.run_strategy("feature extraction", train, other, cache=cache, **kw)
+    assert sizes.count(len(test)) == 2
+    partial = strategy.run_strategy("partial fine-tuning", train, test, epochs=1, batch_size=8, **kw)
+    assert partial["trainable"] > first["trainable"] and len(partial["val_correct"]) == 4

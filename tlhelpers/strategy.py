@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .data import ImageTensors, make_loader, train_val_split
-from .embed import embed
+from .embed import default_batch_size, embed
 from .freeze import count_params, set_trainable
 from .models import load_backbone, replace_head
 from .recipe import BACKBONE_LR, HEAD_LR, RECIPES, STRATEGIES, epochs_for, lr_text, recipe
@@ -138,6 +138,20 @@ def recommend_strategy(n_images: int, similarity: str = "similar", budget: str =
     return Recommendation(s, scen, list(STAGES[s]), _lr_text(s), why, path, n_images, similarity, budget)
 
 
+def _test_features(
+    model: nn.Module, test: ImageTensors, preprocess: Callable, cache: dict | None, key: nn.Module | None
+) -> torch.Tensor:
+    """The frozen features of ``test``, from ``cache`` when it holds them for this backbone and these images."""
+    if cache is None or key is None:
+        return embed(model, test.images, preprocess)[0]
+    hit = cache.get((id(key), id(test.images)))
+    if hit is not None and hit[0] is key and hit[1] is test.images:
+        return hit[2]
+    feats = embed(model, test.images, preprocess)[0]
+    cache[id(key), id(test.images)] = (key, test.images, feats)  # the references keep the ids unique
+    return feats
+
+
 def run_strategy(
     strategy: str,
     train: ImageTensors,
@@ -150,6 +164,8 @@ def run_strategy(
     preprocess: Callable | None = None,
     weights: str = "course",
     device: torch.device | str | None = None,
+    batch_size: int = 32,
+    cache: dict | None = None,
 ) -> dict:
     """Train ``strategy`` (a key of ``RECIPES``) on ``train`` and score it on ``test``.
 
@@ -160,6 +176,11 @@ def run_strategy(
     the flips (and a random backbone's weights). ``backbone``, ``preprocess``: a
     loaded backbone to start from (copied, never changed); without one,
     ``load_backbone("resnet18", weights)``. ``epochs``: ``epochs_for(len(train))``.
+    ``batch_size``: the fine-tuning runs' training batch (smaller saves memory at a
+    larger input size). ``cache``: a dict kept between calls, where feature extraction
+    keeps the test set's frozen features, so runs that share ``backbone`` and ``test``
+    embed it once (it holds the backbone and images it was computed from and is used
+    only when both are the very same objects).
 
     Returns ``val_correct`` and ``test_correct`` (which images it got right, bool
     tensors: select and compare on validation, report test), ``val_acc``,
@@ -169,6 +190,7 @@ def run_strategy(
     epochs = epochs_for(len(train)) if epochs is None else epochs
     device = device or "cpu"
     set_seed(seed)  # a random backbone's initial weights
+    source = backbone if r.weights != "random" else None  # what the cache of test features is keyed on
     if backbone is None or r.weights == "random":
         w = "random" if r.weights == "random" else weights
         backbone, preprocess = load_backbone("resnet18", weights=w, verbose=False)
@@ -179,11 +201,12 @@ def run_strategy(
     set_seed(seed)  # again: the split, head and flips draw the same numbers either way
     train, val = train_val_split(train, val_fraction=0.2, seed=seed)
     model = replace_head(backbone, len(train.classes), seed=seed).to(device)
-    sets = (train, val, test)
+    eval_batch = default_batch_size(preprocess)  # 256 at 64 px, 16 at 128 px: activations within RAM
     t0 = time.perf_counter()
     if r.cached:  # frozen backbone: features once, a head on standardised features
-        set_trainable(model, r.trainable)
-        f_train, f_val, f_test = (embed(model, d.images, preprocess)[0] for d in sets)
+        set_trainable(model, r.stages_for(model))
+        f_train, f_val = (embed(model, d.images, preprocess)[0] for d in (train, val))
+        f_test = _test_features(model, test, preprocess, cache, key=source)
         mu, sd = f_train.mean(0), f_train.std(0) + 1e-6  # training statistics only
         head, _ = fit_head(
             (f_train - mu) / sd,
@@ -205,8 +228,8 @@ def run_strategy(
     else:  # partial: layer4 + head; full: every stage; the head at HEAD_LR
         fit(
             model,
-            make_loader(train, 32, shuffle=True, seed=seed, device=device),
-            make_loader(val, 256, device=device),
+            make_loader(train, batch_size, shuffle=True, seed=seed, device=device),
+            make_loader(val, eval_batch, device=device),
             epochs=epochs,
             optimizer=r.apply(model),
             transform=preprocess,
@@ -215,7 +238,7 @@ def run_strategy(
             keep_best=True,
             patience=r.patience,
         )
-        loaders = [make_loader(d, 256, device=device) for d in (val, test)]
+        loaders = [make_loader(d, eval_batch, device=device) for d in (val, test)]
         val_ev, test_ev = (evaluate(model, dl, transform=preprocess) for dl in loaders)
         val_correct = val_ev["preds"] == val_ev["labels"]
         test_correct = test_ev["preds"] == test_ev["labels"]
