@@ -107,8 +107,9 @@ def one(label: str, name: str, weights: str, size: int | None) -> dict:
         available = settings.hub_file_ok(models.imagenet_weights_path(name))
     if available:
         model, pre = tl.load_backbone(name, weights=weights, verbose=False)
-    else:  # speed and memory do not depend on the weights' values
-        model, pre = tl.load_backbone(name, weights="random", verbose=False)
+    else:  # speed and memory do not depend on the weights' values; the input size is the ImageNet one
+        model, _ = tl.load_backbone(name, weights="random", verbose=False)
+        pre = models._imagenet_preprocess(name)
         row["note"] = "needs internet (ImageNet weights not cached): no accuracy"
     if size is not None:
         pre = models.lite0_preprocess(size)
