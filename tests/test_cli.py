@@ -62,6 +62,11 @@ def test_doctor_offline_empty_cache_names_what_is_missing(tmp_path):
     assert out.rstrip().splitlines()[-1].startswith("Not ready: missing CIFAR-10.")
 
 
+def test_doctor_says_when_the_setting_forces_the_course_backbone(tmp_path):
+    out = run_cli(offline_env(tmp_path, TLHELPERS_WEIGHTS="course"), "doctor").stdout
+    assert "forced by TLHELPERS_WEIGHTS=course" in out and "until then" not in out
+
+
 def test_prefetch_offline_says_what_is_missing_and_exits_nonzero(tmp_path):
     r = run_cli(offline_env(tmp_path), "prefetch", "--timeout", "10")
     assert r.returncode == EXIT_MISSING

@@ -163,11 +163,19 @@ def status() -> list[Item]:
         if w_ok
         else (f"{show(w)} is damaged (checksum mismatch)" if w.is_file() else f"not at {show(w)}")
     )
+    try:
+        forced = settings.weights() == "course"
+    except settings.SettingError:  # reported on its own [problem] line
+        forced = False
+    if forced:  # the setting, not the cache, decides: say so
+        detail += "; the notebooks use the offline course backbone, forced by TLHELPERS_WEIGHTS=course"
+    elif not w_ok:
+        detail += "; until then the notebooks use the offline course backbone (announced)"
     items.append(
         Item(
             "ImageNet ResNet18 weights",
             w_ok,
-            detail + ("" if w_ok else "; until then the notebooks use the offline course backbone (announced)"),
+            detail,
             _weights_remedies(w),
             required=False,
         )

@@ -46,7 +46,7 @@ def _synthetic_task(n: int, d: int, seed: int, separable: bool) -> tuple[np.ndar
 
 
 def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]) -> bool:
-    """Exercise 2: ``probe(train_x, train_y, test_x, test_y)`` returns the test accuracy of a classifier fit on train.
+    """Exercise 2: ``probe(train_x, train_y, eval_x, eval_y)``: held-out accuracy of a classifier fit on train.
 
     Tried on a separable synthetic task (must score >= 0.9) and on pure noise (must stay near chance,
     which catches probes that peek at the test labels), and the result must be a fraction in [0, 1].
