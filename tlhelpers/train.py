@@ -370,8 +370,14 @@ def fit(
     selection = _Selection(model, keep_best, patience, monitor)
     history = _epochs(epochs, one_epoch, validate if val_loader is not None else None, selection, log)
     restored = selection.finish(history)
-    if restored is not None and progress:
-        print(f"Kept the weights of {log.label(restored['epoch'])}: best {monitor} {restored[monitor]:.4f}.")
+    if progress and val_loader is not None and keep_best:
+        best = best_epoch(history)
+        # a phase of fine_tune only reports its best epoch: fine_tune then says which phase is kept
+        where = log.label(best["epoch"]) + (" (the last)" if restored is None else "")
+        if desc.startswith("phase"):
+            print(f"{where[0].upper() + where[1:]} was {desc}'s best: {monitor} {best[monitor]:.4f}.")
+        else:
+            print(f"Kept the weights of {where}: {monitor} {best[monitor]:.4f}.")
     return history
 
 
