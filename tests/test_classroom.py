@@ -121,3 +121,16 @@ def test_fixture_class_gets_the_expected_table(tmp_path):
     report = (tmp_path / "grades" / "reports" / "tampered.md").read_text()
     assert re.search(r"check cell edited.*the original check said: ❌ Not yet", report)
     assert (tmp_path / "grades" / "grades.md").read_text().count("\n") == len(expected) + 2
+
+
+def test_graded_runs_see_the_data_but_not_what_earlier_runs_left(tmp_path):
+    from tlhelpers.classroom import _cache_view
+
+    real, run = tmp_path / "cache", tmp_path / "run"
+    (real / "cifar10-jpg" / "train").mkdir(parents=True)
+    (real / "my_model.pt").write_bytes(b"an earlier run's model")
+    (real / "sample-photos").mkdir()
+    run.mkdir()
+    view = _cache_view(real, run)
+    assert sorted(p.name for p in view.iterdir()) == ["cifar10-jpg"]
+    assert (view / "cifar10-jpg" / "train").is_dir()

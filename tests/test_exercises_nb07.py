@@ -25,6 +25,56 @@ def test_lr_choice(capsys):
     assert not check_lr_choice(10.0, FINDER) and "inside the range" in capsys.readouterr().out
 
 
+# notebook 07's finder in quick mode (76 images, Lite0): the first point, one batch, lies below the plateau
+NOISY = {
+    "lrs": list(np.geomspace(1e-6, 0.17, 35)),
+    "losses": [
+        0.61,
+        0.80,
+        0.76,
+        0.79,
+        0.81,
+        0.73,
+        0.76,
+        0.77,
+        0.75,
+        0.75,
+        0.75,
+        0.74,
+        0.76,
+        0.77,
+        0.79,
+        0.72,
+        0.73,
+        0.71,
+        0.72,
+        0.75,
+        0.73,
+        0.70,
+        0.69,
+        0.68,
+        0.63,
+        0.60,
+        0.57,
+        0.57,
+        0.49,
+        0.47,
+        0.42,
+        0.52,
+        0.66,
+        0.67,
+        1.93,
+    ],
+}
+
+
+def test_lr_choice_reads_the_plateau_not_the_first_batch(capsys):
+    i_min = int(np.argmin(NOISY["losses"]))
+    assert check_lr_choice(NOISY["lrs"][i_min] / 10, NOISY)  # the finder's own suggestion passes
+    assert not check_lr_choice(1e-5, NOISY) and "hardly started" in capsys.readouterr().out
+    assert not check_lr_choice(NOISY["lrs"][i_min], NOISY) and "past the minimum" in capsys.readouterr().out
+
+
 def test_unsure(capsys):
     def solution(predictions, threshold):
         return [p["top"][0][0] if p["top"][0][1] >= threshold else "unsure" for p in predictions]

@@ -45,7 +45,20 @@ FORBIDDEN = re.compile(r"\bos\.(system|popen|exec\w*|spawn\w*|kill)\b|\bsubproce
 # Runtime guard inside the sandbox: these audit events raise PermissionError.
 # os.fork stays allowed: a forked Python inherits the sandbox (notebook 04's data loading forks workers).
 BLOCKED_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill")
-WRITTEN_IN_CACHE = ("sample-photos",)  # cache entries the notebooks write (settings.sample_photos_dir)
+# the cache entries a graded notebook may read (the images, torchvision weights); everything else it writes afresh
+# (sample photos, the saved model of notebook 07), never reading what an earlier run left behind
+READ_FROM_CACHE = ("cifar10-jpg", "torchvision")
+# the environment a graded run inherits; the rest (tokens, proxies, home) stays outside
+PASSED_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TLHELPERS_HOME",
+    "TLHELPERS_CIFAR_DIR",
+    "TORCH_HOME",
+    "OMP_NUM_THREADS",
+    "VIRTUAL_ENV",
+)
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -346,13 +359,13 @@ def run_submission(
 
 
 def _cache_view(real: Path, tmp: Path) -> Path:
-    """A cache folder inside the run's temporary folder: links to the real (read-only) data, and room for what
-    the notebooks write there (notebook 07 writes its sample photos into ``<cache>/sample-photos``)."""
+    """A cache folder inside the run's temporary folder: links to the real (read-only) data in
+    ``READ_FROM_CACHE``, and room for what the notebooks write there (notebook 07: its sample photos, its model)."""
     view = tmp / "cache"
     view.mkdir()
-    for entry in sorted(real.iterdir()) if real.is_dir() else []:
-        if entry.name not in WRITTEN_IN_CACHE:
-            (view / entry.name).symlink_to(entry)
+    for name in READ_FROM_CACHE:
+        if (real / name).exists():
+            (view / name).symlink_to(real / name)
     return view
 
 
@@ -363,11 +376,7 @@ def _execute(cells: list[dict], timeout: float, quick: bool, sandbox: bool, resu
         job = {"cells": cells, "results": str(tmp / "results.jsonl")}
         (tmp / "job.json").write_text(json.dumps(job))
         prefix, how = sandbox_prefix(tmp) if sandbox else ([], "no sandbox (disabled by the caller)")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k in ("PATH", "LANG", "LC_ALL", "TLHELPERS_HOME", "TORCH_HOME", "OMP_NUM_THREADS", "VIRTUAL_ENV")
-        }
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
         env.update(
             HOME=str(tmp / "home"),
             MPLCONFIGDIR=str(tmp / "home"),

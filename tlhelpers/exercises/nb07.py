@@ -25,8 +25,12 @@ def check_lr_choice(lr: float | None, result: dict) -> bool:
             f"{lr:.0e} is at or past the minimum of the curve ({lrs[i_min]:.1e}): there the loss is about to blow up. "
             "Go lower, where the curve still falls.",
         )
+    # the level the curve starts from: the median of its first fifth before the minimum (at least 3 points), as
+    # the first point alone is one noisy batch
+    head = sorted(losses[: max(3, i_min // 5)])
+    start = head[len(head) // 2]
     at = losses[min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / lr)))]
-    if at > losses[0] - 0.1 * (losses[0] - losses[i_min]):
+    if at > start - 0.1 * (start - losses[i_min]):
         return report(False, "", f"at {lr:.0e} the loss has hardly started to fall: training would be slow. Go higher.")
     return report(True, f"{lr:.0e}: the loss falls fast there, safely below the minimum at {lrs[i_min]:.1e}.", "")
 
