@@ -49,11 +49,25 @@ os.environ["IPYTHONDIR"] = str(ipython_dir)
 
 # --- site/notebooks is a symlink to ../notebooks (the notebooks are not copied). Sphinx resolves symlinks
 # when it follows a link between pages, which would point a link to a notebook outside the source folder:
-# map such a target back through the symlink.
+# map such a target back through the symlink, and a link to an included file to the page that includes it.
 from sphinx.environment import BuildEnvironment  # noqa: E402
 
 _NOTEBOOKS_REAL = (SITE / "notebooks").resolve()
 _sphinx_relfn2path = BuildEnvironment.relfn2path
+
+
+# Files of the repository that a site page shows through `{include}`: a link to one (from a notebook or from
+# another included file, e.g. `../docs/which_model.md`) leads to its page. A link to any other file outside
+# site/ (results .json, .png, other .md) becomes a download of that file.
+PAGES = {
+    "docs/CONTRIBUTING.md": "contributing.md",
+    "docs/course_backbone.md": "course_backbone.md",
+    "docs/instructor.md": "instructor.md",
+    "docs/performance.md": "performance.md",
+    "docs/which_model.md": "which_model.md",
+    "benchmarks/results/perf.md": "perf_workflow.md",
+    "benchmarks/results/peers.md": "peers.md",
+}
 
 
 def _relfn2path(self, filename, docname=None):
@@ -66,6 +80,20 @@ def _relfn2path(self, filename, docname=None):
     return Path(os.path.relpath(target, self.srcdir)).as_posix(), str(target)
 
 
+_sphinx_path2doc = BuildEnvironment.path2doc
+
+
+def _path2doc(self, filename):
+    """The page that includes a repository file, for links to it (includes themselves use relfn2path)."""
+    real = Path(filename).resolve()
+    if real.is_relative_to(ROOT) and real.relative_to(ROOT).as_posix() in PAGES:
+        return PAGES[real.relative_to(ROOT).as_posix()].removesuffix(".md")
+    if not Path(filename).is_relative_to(self.srcdir) and not real.is_relative_to(_NOTEBOOKS_REAL):
+        return None
+    return _sphinx_path2doc(self, filename)
+
+
+BuildEnvironment.path2doc = _path2doc
 BuildEnvironment.relfn2path = _relfn2path
 
 # --- project

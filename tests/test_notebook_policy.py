@@ -132,3 +132,18 @@ def test_figures_fit_the_website_column(path):
     src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     wide = [w for w in FIGSIZE.findall(src) if float(w) > COLUMN_WIDTH]
     assert not wide, f"{path.name}: figsize widths {wide} in; use at most tl.viz.COLUMN_WIDTH ({COLUMN_WIDTH})"
+
+
+ROOT = NB_DIR.parent
+LINKED = sorted([*NOTEBOOKS, *ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("benchmarks/results/*.md")])
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_lead_to_files(path):
+    """A relative Markdown link resolves from the file's own folder (GitHub, Jupyter and the website agree)."""
+    text = path.read_text()
+    if path.suffix == ".ipynb":
+        text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "markdown")
+    targets = [m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", text)]
+    missing = [t for t in targets if t and not re.match(r"[a-z]+:", t) and not (path.parent / t).exists()]
+    assert not missing, f"{path.relative_to(ROOT)}: links to files that do not exist: {missing}"

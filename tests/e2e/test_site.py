@@ -154,7 +154,7 @@ def test_site_has_every_page(site):
     names = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     built = {p.stem for p in (site / "notebooks").glob("*.html")}
     assert names <= built, f"notebook pages missing from {site}: {sorted(names - built)}"
-    for page in ("index", "api", "course_backbone", "contributing", "performance", "search"):
+    for page in ("index", "api", "course_backbone", "contributing", "performance", "which_model", "peers", "search"):
         assert (site / f"{page}.html").is_file(), f"{page}.html is missing from {site}"
 
 
