@@ -254,6 +254,9 @@ if __name__ == "__main__":
         print(__doc__)
         sys.exit(2)
     args = sys.argv[2:]
+    if any(a.startswith("-") and a != "--weights" for a in args):
+        print(__doc__)
+        sys.exit(0 if {"-h", "--help"} & set(args) else 2)
     if sys.argv[1] == "measure" and args[:1] == ["--weights"]:
         cmd_measure(notebooks(args[2:]), weights=args[1])
     else:
