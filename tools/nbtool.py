@@ -213,15 +213,27 @@ def cmd_budgets(paths):
             print(f"{p.name}: {budget_line(data[p.name])}")
 
 
+def loads_lite0(p: Path) -> bool:
+    """True if notebook ``p`` runs on ImageNet Lite0, loaded by name ($TLHELPERS_WEIGHTS does not apply to it),
+    and on no ResNet18 (whose weights that variable picks)."""
+    text = p.read_text().replace('\\"', '"')
+    return 'load_backbone("efficientnet_lite0"' in text and 'load_backbone("resnet18"' not in text
+
+
 def cmd_measure(paths, weights: str = "course"):
-    """Run each notebook in full mode with TLHELPERS_WEIGHTS=weights; record time and peak RAM."""
+    """Run each notebook in full mode with TLHELPERS_WEIGHTS=weights (a notebook that loads Lite0 by name:
+    recorded as lite0, whatever was asked); record time and peak RAM."""
     out = ROOT / "docs" / "notebook_budgets.json"
     data = json.loads(out.read_text()) if out.exists() else {}
     old = os.environ.get("TLHELPERS_WEIGHTS")
-    if weights != "lite0":  # notebooks on Lite0 load it by name: $TLHELPERS_WEIGHTS does not apply
+    asked = weights
+    if weights != "lite0":
         os.environ["TLHELPERS_WEIGHTS"] = weights
     try:
         for p in paths:
+            weights = "lite0" if loads_lite0(p) else asked
+            if weights == "lite0" and asked != "lite0":
+                print(f"{p.name} loads ImageNet Lite0 by name: measured and recorded as lite0")
             nb, sec, gb = execute(p, quick=False)
             EXECUTED.mkdir(exist_ok=True)
             nbformat.write(nb, EXECUTED / p.name)  # to read the full-mode outputs against the prose
