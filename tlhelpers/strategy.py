@@ -144,12 +144,10 @@ def _test_features(
     """The frozen features of ``test``, from ``cache`` when it holds them for this backbone and these images."""
     if cache is None or key is None:
         return embed(model, test.images, preprocess)[0]
-    hit = cache.get((id(key), id(test.images)))
-    if hit is not None and hit[0] is key and hit[1] is test.images:
-        return hit[2]
-    feats = embed(model, test.images, preprocess)[0]
-    cache[id(key), id(test.images)] = (key, test.images, feats)  # the references keep the ids unique
-    return feats
+    ids = (id(key), id(test.images))
+    if ids not in cache:  # the stored references keep both objects alive, so their ids stay unique
+        cache[ids] = (key, test.images, embed(model, test.images, preprocess)[0])
+    return cache[ids][2]
 
 
 def run_strategy(
