@@ -22,6 +22,7 @@ def test_lr_choice(capsys):
     assert not check_lr_choice(None, FINDER)
     assert not check_lr_choice(0.1, FINDER) and "past the minimum" in capsys.readouterr().out
     assert not check_lr_choice(1e-5, FINDER) and "hardly started to fall" in capsys.readouterr().out
+    assert not check_lr_choice(8e-3, FINDER) and "too close to the minimum" in capsys.readouterr().out
     assert not check_lr_choice(10.0, FINDER) and "inside the range" in capsys.readouterr().out
 
 
@@ -73,6 +74,8 @@ def test_lr_choice_reads_the_plateau_not_the_first_batch(capsys):
     assert check_lr_choice(NOISY["lrs"][i_min] / 10, NOISY)  # the finder's own suggestion passes
     assert not check_lr_choice(1e-5, NOISY) and "hardly started" in capsys.readouterr().out
     assert not check_lr_choice(NOISY["lrs"][i_min], NOISY) and "past the minimum" in capsys.readouterr().out
+    # a dip in the flat, noisy start of the curve is not "falling": a level test would have passed it
+    assert not check_lr_choice(1e-6 * 1.4**5, NOISY) and "hardly started" in capsys.readouterr().out
 
 
 def test_unsure(capsys):

@@ -11,28 +11,38 @@ __all__ = ["check_lr_choice", "check_unsure", "check_margin"]
 
 
 def check_lr_choice(lr: float | None, result: dict) -> bool:
-    """Exercise 1 (a decision): a rate where the finder's loss is still falling, below the rate of its minimum."""
+    """Exercise 1 (a decision): a rate on the falling side of the finder's curve, below its minimum.
+
+    A finder's curve is noisy (a few small batches per point), so the check reads it as the rule of thumb does:
+    between a thirtieth and a half of the rate at the lowest loss (the finder's own suggestion is a tenth)."""
     if lr is None:
-        return report(False, "", "set `lr` to a number read from the plot, e.g. 1e-3.")
+        return report(False, "", "set `lr` to a number read from the plot (written like 5e-4).")
     lrs, losses = result["lrs"], result["losses"]
-    i_min = min(range(len(losses)), key=losses.__getitem__)
+    at_min = lrs[min(range(len(losses)), key=losses.__getitem__)]
+    low, high = at_min / 30, at_min / 2
     if not lrs[0] <= lr <= lrs[-1]:
         return report(False, "", f"choose a rate inside the range the finder tried ({lrs[0]:.0e} to {lrs[-1]:.0e}).")
-    if lr >= lrs[i_min]:
+    if lr >= at_min:
         return report(
             False,
             "",
-            f"{lr:.0e} is at or past the minimum of the curve ({lrs[i_min]:.1e}): there the loss is about to blow up. "
+            f"{lr:.0e} is at or past the minimum of the curve ({at_min:.1e}): there the loss is about to blow up. "
             "Go lower, where the curve still falls.",
         )
-    # the level the curve starts from: the median of its first fifth before the minimum (at least 3 points), as
-    # the first point alone is one noisy batch
-    head = sorted(losses[: max(3, i_min // 5)])
-    start = head[len(head) // 2]
-    at = losses[min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / lr)))]
-    if at > start - 0.1 * (start - losses[i_min]):
-        return report(False, "", f"at {lr:.0e} the loss has hardly started to fall: training would be slow. Go higher.")
-    return report(True, f"{lr:.0e}: the loss falls fast there, safely below the minimum at {lrs[i_min]:.1e}.", "")
+    if lr > high:
+        return report(
+            False,
+            "",
+            f"{lr:.0e} is too close to the minimum ({at_min:.1e}): one noisy batch and it diverges. Go lower.",
+        )
+    if lr < low:
+        return report(
+            False,
+            "",
+            f"at {lr:.0e} the loss has hardly started to fall: training would be slow. Go higher "
+            f"(a rate between {low:.0e} and {high:.0e}: a thirtieth to a half of the minimum's).",
+        )
+    return report(True, f"{lr:.0e}: on the falling side of the curve, safely below the minimum at {at_min:.1e}.", "")
 
 
 def check_unsure(fn: Callable | None) -> bool:
