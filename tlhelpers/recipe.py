@@ -137,8 +137,9 @@ def epochs_for(n_train: int, quick: bool = False) -> int:
 
 
 def train_batch_size(input_px: int, device: torch.device | str = "cpu") -> int:
-    """Training batch size: 32 at up to 96 px or on a GPU; 8 at 224 px on a CPU, where training keeps
-    every layer's activations for the backward pass (8 keeps full fine-tuning within 2 GB of RAM)."""
+    """Training batch size: 32 at up to 96 px or on a GPU; 8 above 96 px on a CPU (Lite0's 128 px, ResNet's
+    224 px), where training keeps every layer's activations for the backward pass: 8 keeps full fine-tuning,
+    beside a notebook's data and other models, within 2 GB of RAM."""
     return 32 if input_px <= 96 or torch.device(device).type == "cuda" else 8
 
 
