@@ -61,6 +61,14 @@ def test_probe_function_rejects_wrong_probes(bad, capsys):
     assert "Not yet" in capsys.readouterr().out
 
 
+def test_probe_function_says_returned_none(capsys):
+    assert not nb01.check_probe_function(lambda *a: None)  # the unfilled stub
+    out = capsys.readouterr().out
+    assert "returned None" in out and "raised" not in out
+    assert not nb01.check_probe_function(lambda *a: "high")  # not a number: said, not raised
+    assert "one number" in capsys.readouterr().out
+
+
 def _window(n: int, start: int, size: int) -> np.ndarray:
     v = np.zeros(n, bool)
     v[start : start + size] = True

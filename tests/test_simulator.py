@@ -125,6 +125,11 @@ def test_exercise_checks_match_real_steps(setup, capsys):
     r = train_step(copy.deepcopy(model), x, y, ["stem"], transform=pre)
     truth = ({s for s in STAGES if r.receives_gradient(s)}, {s for s in STAGES if r.passes_signal(s)})
     assert check_stem_only(*truth)
+    said = capsys.readouterr().out
+    assert "not for their" in said and "full backward" not in said  # frozen stages skip weight gradients
+    assert not check_stem_only(set(), set())  # the unfilled stub: asks for a prediction, gives no hint
+    said = capsys.readouterr().out
+    assert "fill in" in said and "chain rule" not in said
     assert not check_stem_only({"stem"}, {"stem"}) and not check_stem_only("stem", None)
     assert not check_layer3_and_head(model)  # the fixture's model is all trainable
     tl.set_trainable(model, ["layer3", "head"])

@@ -39,3 +39,13 @@ def test_body_head_figure_names_many_classes_by_count():
         assert "512 → 10" in words and "10 classes" in words
     finally:
         plt.close(fig)
+
+
+def test_body_head_figure_shows_the_loaded_head():
+    fig = viz.draw_body_and_head(("cat", "dog"), source_head=(512, 8), source="pretrained")
+    try:
+        words = " ".join(t.get_text() for t in _texts(fig))
+        assert "pretrained head" in words and "512 → 8" in words and "its 8 classes" in words
+        assert "1000" not in words and "ImageNet" not in words
+    finally:
+        plt.close(fig)

@@ -471,12 +471,16 @@ def draw_flowchart(highlight: Recommendation | None = None, ax=None):
     return fig
 
 
-def draw_body_and_head(classes: Sequence[str] = ("cat", "dog")):
-    """Draw transfer learning's idea: a pretrained body (stem, 4 stages, pooling) kept, frozen, and its
-    1000-class ImageNet head crossed out and replaced by a new, trainable head for ``classes``.
+def draw_body_and_head(
+    classes: Sequence[str] = ("cat", "dog"), source_head: tuple[int, int] = (512, 1000), source: str = "ImageNet"
+):
+    """Draw transfer learning's idea: ResNet18's pretrained body (stem, 4 stages, pooling) kept, frozen, and its
+    ``source`` head, ``Linear(*source_head)`` (in features, classes), crossed out and replaced by a new, trainable
+    head for ``classes``. Pass the loaded model's head, e.g. ``(fc.in_features, fc.out_features)``.
 
     Column width, text >= 8 pt. Returns the figure.
     """
+    features, n_source = source_head
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.7))
     fig.subplots_adjust(0, 0, 1, 1)
     ax.set_xlim(0, 14)
@@ -527,7 +531,7 @@ def draw_body_and_head(classes: Sequence[str] = ("cat", "dog")):
     ax.text(
         (1.3 + x_end) / 2,
         1.0,
-        "512 numbers per image come out of the pool",
+        f"{features} numbers per image come out of the pool",
         ha="center",
         va="center",
         fontsize=8,
@@ -537,12 +541,13 @@ def draw_body_and_head(classes: Sequence[str] = ("cat", "dog")):
     # old head, crossed out; new head, trainable
     hx, hw, hh = x_end + 0.45, 14 - x_end - 0.55, 1.0
     old_y, new_y = 3.75, 1.15
-    box(hx, old_y, hw, hh, "ImageNet head\nLinear 512 → 1000", GREY, fill=0.08, ls="--")
+    box(hx, old_y, hw, hh, f"{source} head\nLinear {features} → {n_source}", GREY, fill=0.08, ls="--")
     for ys in ((old_y, old_y + hh), (old_y + hh, old_y)):
         ax.plot([hx, hx + hw], ys, color=RED, lw=1.5, alpha=0.8)
-    ax.text(hx + hw / 2, old_y - 0.3, "1000 ImageNet classes: dropped", ha="center", va="center", fontsize=8, color=RED)
+    dropped = f"its {n_source} classes: dropped"
+    ax.text(hx + hw / 2, old_y - 0.3, dropped, ha="center", va="center", fontsize=8, color=RED)
     label = ", ".join(classes) if len(classes) <= 3 else f"{len(classes)} classes"
-    box(hx, new_y, hw, hh, f"new head\nLinear 512 → {len(classes)}", GREEN, fill=0.25)
+    box(hx, new_y, hw, hh, f"new head\nLinear {features} → {len(classes)}", GREEN, fill=0.25)
     ax.text(hx + hw / 2, new_y - 0.3, f"new, trainable: {label}", ha="center", va="center", fontsize=8, color=GREEN)
     arrow(x_end + 0.05, y + h / 2, hx - 0.05, old_y + hh / 2, color=GREY)
     arrow(x_end + 0.05, y + h / 2, hx - 0.05, new_y + hh / 2, color=GREEN)

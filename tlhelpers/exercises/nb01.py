@@ -52,10 +52,16 @@ def check_probe_function(probe: Callable[[np.ndarray, np.ndarray, np.ndarray, np
     which catches probes that peek at the test labels), and the result must be a fraction in [0, 1].
     """
     try:
-        sep = float(probe(*_synthetic_task(300, 100, 0, separable=True)))
-        noise = float(probe(*_synthetic_task(300, 100, 1, separable=False)))
+        results = [probe(*_synthetic_task(300, 100, seed, separable=seed == 0)) for seed in (0, 1)]
     except Exception as e:  # the learner's code raised: say what happened
         return report(False, "", f"your probe raised {type(e).__name__}: {e}")
+    if any(r is None for r in results):
+        return report(False, "", "your probe returned None: fill in the body and `return` the accuracy.")
+    try:
+        sep, noise = (float(r) for r in results)
+    except (TypeError, ValueError):
+        kind = type(results[0]).__name__
+        return report(False, "", f"return the accuracy as one number, a fraction between 0 and 1 (got a {kind}).")
     if not (0.0 <= sep <= 1.0 and 0.0 <= noise <= 1.0):
         return report(False, "", f"return the accuracy as a fraction between 0 and 1 (got {sep:.3g} and {noise:.3g}).")
     ok = sep >= 0.9 and noise <= 0.62

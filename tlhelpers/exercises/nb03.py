@@ -46,12 +46,15 @@ def check_stem_only(weight_gradient, backward_reaches) -> bool:
     wg, br = _stages(weight_gradient), _stages(backward_reaches)
     if wg is None or br is None:
         return report(False, "", "give two sets of stage names, e.g. {'stem'} and {'layer4', 'fc'}.")
+    if not wg and not br:
+        return report(False, "", "fill in the two sets first: your prediction, before looking at the real step.")
     ok_wg, ok_br = wg == {"stem"}, br == set(RESNET_STAGES)
     if ok_wg and ok_br:
         return report(
             True,
-            "only the stem's weights get a gradient, but to get there the backward pass runs through "
-            "every stage: the full backward cost for 9,408 + 128 trainable parameters.",
+            "only the stem's weights get a gradient, but to get there the backward pass runs through every "
+            "stage. In the frozen ones it computes the gradient for their input (to pass it on), not for their "
+            "weights: section 5 measures what such a step costs.",
             "",
         )
     hints = []
