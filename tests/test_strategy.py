@@ -228,3 +228,26 @@ def test_run_strategy_on_lite0_and_its_test_feature_cache(monkeypatch):
     assert sizes.count(len(test)) == 2
     partial = strategy.run_strategy("partial fine-tuning", train, test, epochs=1, batch_size=8, **kw)
     assert partial["trainable"] > first["trainable"] and len(partial["val_correct"]) == 4
+
+
+def test_run_strategy_flags_a_run_that_failed_to_train():
+    """``trained`` is decided on the training images: a task that cannot be learned (every image the same,
+    half of them labelled each class) stays at the majority share and is flagged; a normal run is not."""
+    import torch
+
+    from tlhelpers.data import ImageTensors
+    from tlhelpers.models import load_backbone
+    from tlhelpers.strategy import run_strategy, trained
+
+    backbone, preprocess = load_backbone("resnet18", weights="course", verbose=False)
+    kw = dict(backbone=backbone, preprocess=preprocess)
+    train, test = _tiny_task(40, 0), _tiny_task(30, 1)
+    same = ImageTensors(train.images[:1].expand(40, -1, -1, -1).clone(), train.labels, train.classes)
+    for strategy in (FE, PFT):
+        ok = run_strategy(strategy, train, test, epochs=2, batch_size=8, **kw)
+        failed = run_strategy(strategy, same, test, epochs=2, batch_size=8, **kw)
+        assert ok["trained"] and ok["train_acc"] > 0.75, (strategy, ok["train_acc"])
+        assert not failed["trained"] and failed["train_acc"] == 0.5, (strategy, failed["train_acc"])
+    labels = torch.tensor([0, 0, 0, 1])  # majority share 75%: trained from 87.5% on
+    assert trained(torch.tensor([True, True, True, True]), labels)
+    assert not trained(torch.tensor([True, True, True, False]), labels)
