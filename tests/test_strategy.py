@@ -141,6 +141,11 @@ def test_biggest_gain_judged_with_margins(capsys):
     assert "ties with it within noise" in capsys.readouterr().out
     with pytest.raises(ValueError, match="test"):
         check_biggest_gain(runs, "b", on="test")
+    # a target where a run failed to train is left out: its "gain" measures the failure
+    runs["b", FE] = dict(runs["b", FE], trained=False)
+    capsys.readouterr()
+    assert not check_biggest_gain(runs, "b") and "failed to train" in capsys.readouterr().out
+    assert check_biggest_gain(runs, "a")
 
 
 def test_strategy_choice_is_judged_on_validation(capsys):
@@ -160,10 +165,15 @@ def test_strategy_choice_is_judged_on_validation(capsys):
     assert not check_strategy_choice("scratch", by_seed)
     assert not check_strategy_choice("partial fine-tuning", {})
     capsys.readouterr()
-    # on digits the two tie: the cheaper is the course's choice, the other is right too and the check says so
+    # on digits the two tie: the exercise asks for the course's rule, so only the cheaper one is right
     assert check_strategy_choice("feature extraction", by_seed, target="digits small")
-    assert check_strategy_choice("partial fine-tuning", by_seed, target="digits small")
-    assert "as good as the best within noise" in capsys.readouterr().out
+    assert not check_strategy_choice("partial fine-tuning", by_seed, target="digits small")
+    assert "the course's rule takes the first of the tied" in capsys.readouterr().out
+    # runs that failed to train are left out: partial's only good seed failed, so FE (cheaper, tied) wins
+    failed = {k: [dict(v, trained=True) for v in vs] for k, vs in by_seed.items()}
+    failed["cat/dog small", PFT] = [dict(_val(40, 40), trained=False)] + [dict(_val(21, 40), trained=True)] * 2
+    assert check_strategy_choice("feature extraction", failed)
+    assert not check_strategy_choice("partial fine-tuning", failed)
 
 
 def _tiny_task(n: int, seed: int):
