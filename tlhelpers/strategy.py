@@ -36,8 +36,11 @@ __all__ = [
 SMALL, LARGE = 1_000, 10_000  # the flowchart's thresholds: < 1,000 images is small, > 10,000 is large
 STAGES = {s: list(RECIPES[s].trainable) for s in STRATEGIES}  # trainable stages per strategy, from the recipe
 # a run has trained when the kept model gets its own training images right at least this far from the
-# majority class's share (0) to perfect (1): any model that learned fits the images it learned from
-TRAINED_AT = 0.5
+# majority class's share (0) to perfect (1): any model that learned fits the images it learned from.
+# A quarter, not more: early stopping may keep an early epoch of a weak but working model (the course
+# ResNet18's feature extraction on 100 cats and dogs fits some 71-74% of its training images), while the
+# runs that failed (notebook 06) stayed within a few points of chance.
+TRAINED_AT = 0.25
 
 
 def trained(train_correct: torch.Tensor, labels: torch.Tensor) -> bool:
