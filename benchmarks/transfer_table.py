@@ -45,7 +45,7 @@ def run(domain: str, sizes: list[int], log) -> list[dict]:
             train, test = tl.load_digits_task(n_train=n, seed=0)
             augment = None  # a flipped digit is another shape
         row = {"domain": domain, "train_images": len(train), "test_images": len(test), "epochs": tl.epochs_for(n)}
-        correct = {}
+        correct, val_correct = {}, {}
         for s in [CONTROL, *STRATEGIES]:
             t = time.perf_counter()
             # the method of notebook 06 (tlhelpers/strategy.py): validation split, early stopping
@@ -55,8 +55,14 @@ def run(domain: str, sizes: list[int], log) -> list[dict]:
                 r = run_strategy(s, train, test, augment=augment)
             correct[s] = r["test_correct"]
             row[s] = round(correct[s].float().mean().item(), 4)
+            row[f"{s} validation"] = round(r["val_acc"], 4)  # what a choice is made on
+            row[f"{s} trained"] = r["trained"]  # False: failed to train (tlhelpers.strategy.trained)
+            if r["trained"] and s in STRATEGIES:
+                val_correct[s] = r["val_correct"]
             row[f"{s} seconds"] = round(time.perf_counter() - t, 1)
             log(f"{domain:22s} n={len(train):6d} {s:38s} acc={row[s]:.4f} ({row[f'{s} seconds']:.0f}s)")
+        # the course's choice, on validation among the runs that trained (cheapest of those tied with the best)
+        row["chosen on validation"] = tl.stats.choose(val_correct, on="validation").chosen if val_correct else None
         best = max(STRATEGIES, key=lambda s: row[s])
         row["margin vs best"] = {s: round(paired_margin(correct[best], correct[s]), 4) for s in correct}
         rows.append(row)

@@ -141,6 +141,11 @@ def test_biggest_gain_judged_with_margins(capsys):
     assert "ties with it within noise" in capsys.readouterr().out
     with pytest.raises(ValueError, match="test"):
         check_biggest_gain(runs, "b", on="test")
+    # a target where a run failed to train is left out: its "gain" measures the failure
+    runs["b", FE] = dict(runs["b", FE], trained=False)
+    capsys.readouterr()
+    assert not check_biggest_gain(runs, "b") and "failed to train" in capsys.readouterr().out
+    assert check_biggest_gain(runs, "a")
 
 
 def test_strategy_choice_is_judged_on_validation(capsys):
@@ -160,10 +165,15 @@ def test_strategy_choice_is_judged_on_validation(capsys):
     assert not check_strategy_choice("scratch", by_seed)
     assert not check_strategy_choice("partial fine-tuning", {})
     capsys.readouterr()
-    # on digits the two tie: the cheaper is the course's choice, the other is right too and the check says so
+    # on digits the two tie: the exercise asks for the course's rule, so only the cheaper one is right
     assert check_strategy_choice("feature extraction", by_seed, target="digits small")
-    assert check_strategy_choice("partial fine-tuning", by_seed, target="digits small")
-    assert "as good as the best within noise" in capsys.readouterr().out
+    assert not check_strategy_choice("partial fine-tuning", by_seed, target="digits small")
+    assert "the course's rule takes the first of the tied" in capsys.readouterr().out
+    # runs that failed to train are left out: partial's only good seed failed, so FE (cheaper, tied) wins
+    failed = {k: [dict(v, trained=True) for v in vs] for k, vs in by_seed.items()}
+    failed["cat/dog small", PFT] = [dict(_val(40, 40), trained=False)] + [dict(_val(21, 40), trained=True)] * 2
+    assert check_strategy_choice("feature extraction", failed)
+    assert not check_strategy_choice("partial fine-tuning", failed)
 
 
 def _tiny_task(n: int, seed: int):
@@ -228,3 +238,26 @@ def test_run_strategy_on_lite0_and_its_test_feature_cache(monkeypatch):
     assert sizes.count(len(test)) == 2
     partial = strategy.run_strategy("partial fine-tuning", train, test, epochs=1, batch_size=8, **kw)
     assert partial["trainable"] > first["trainable"] and len(partial["val_correct"]) == 4
+
+
+def test_run_strategy_flags_a_run_that_failed_to_train():
+    """``trained`` is decided on the training images: a task that cannot be learned (every image the same,
+    half of them labelled each class) stays at the majority share and is flagged; a normal run is not."""
+    import torch
+
+    from tlhelpers.data import ImageTensors
+    from tlhelpers.models import load_backbone
+    from tlhelpers.strategy import run_strategy, trained
+
+    backbone, preprocess = load_backbone("resnet18", weights="course", verbose=False)
+    kw = dict(backbone=backbone, preprocess=preprocess)
+    train, test = _tiny_task(40, 0), _tiny_task(30, 1)
+    same = ImageTensors(train.images[:1].expand(40, -1, -1, -1).clone(), train.labels, train.classes)
+    for strategy in (FE, PFT):
+        ok = run_strategy(strategy, train, test, epochs=2, batch_size=8, **kw)
+        failed = run_strategy(strategy, same, test, epochs=2, batch_size=8, **kw)
+        assert ok["trained"] and ok["train_acc"] > 0.75, (strategy, ok["train_acc"])
+        assert not failed["trained"] and failed["train_acc"] == 0.5, (strategy, failed["train_acc"])
+    labels = torch.tensor([0, 0, 0, 1])  # majority share 75%: trained from 81.25% on
+    assert trained(torch.tensor([True, True, True, True]), labels)
+    assert not trained(torch.tensor([True, True, True, False]), labels)

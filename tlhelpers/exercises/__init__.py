@@ -14,13 +14,22 @@ def report(ok: bool, success: str, hint: str) -> bool:
 
 
 def judge_choice(
-    answer, candidates, *, on: str, what: str, paired: bool = True, why_first: str = "", label: Callable = str
+    answer,
+    candidates,
+    *,
+    on: str,
+    what: str,
+    paired: bool = True,
+    why_first: str = "",
+    label: Callable = str,
+    rule_only: bool = False,
 ) -> bool:
     """A decision exercise judged by ``tl.stats.choose``: ``answer`` (a key of ``candidates``, which map a
     choice to its correctness vector on the split ``on``) is right if it ties with the best within noise.
 
     The course's rule picks the first tied candidate (``candidates`` are listed in order of preference,
-    ``why_first`` says why); another tied one also counts as right, and the verdict says so.
+    ``why_first`` says why); another tied one also counts as right, and the verdict says so, unless
+    ``rule_only``: then only the course's rule's choice is right (the exercise asks for the rule).
     """
     from .. import stats
 
@@ -33,6 +42,13 @@ def judge_choice(
     a, first = label(answer), label(ch.chosen)
     if answer == ch.chosen:
         return report(True, ch.sentence, "")
+    if rule_only and answer in ch.tied:
+        return report(
+            False,
+            "",
+            f"{a} ties with the best within noise, but so does {first}, which comes first{why_first}: "
+            f"the course's rule takes the first of the tied.",
+        )
     if answer == ch.best:
         c = ch.comparisons[ch.chosen]
         return report(

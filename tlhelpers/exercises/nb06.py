@@ -72,6 +72,7 @@ def check_biggest_gain(
     ``runs[(target, strategy)]`` is a result of ``run_strategy`` (its ``val_correct``). Each gain is a
     ``tl.stats.compare`` of the two strategies on the same images; two gains come from different images,
     so their margins add in quadrature. Every target whose gain ties with the largest is a right answer.
+    A target where either run failed to train (``trained`` False) is left out: its gain measures a failure.
     """
     from .. import stats
 
@@ -79,11 +80,20 @@ def check_biggest_gain(
     stats.require_not_test(on)
     try:
         targets = list(dict.fromkeys(t for t, _ in runs))
+        failed = [t for t in targets if not all(runs[t, s].get("trained", True) for s in (better, than))]
         comps = {
-            t: stats.compare(runs[t, better][key], runs[t, than][key], on=on, names=(better, than)) for t in targets
+            t: stats.compare(runs[t, better][key], runs[t, than][key], on=on, names=(better, than))
+            for t in targets
+            if t not in failed
         }
     except (AttributeError, KeyError, TypeError, ValueError):
         return report(False, "", "pass the notebook's `runs` dict (runs[target, strategy]) as the first argument.")
+    if answer in failed:
+        return report(
+            False, "", f"on {answer!r} a run failed to train, so its gain says nothing; answer among {list(comps)}."
+        )
+    if not comps:
+        return report(False, "", "on every target set one of the two runs failed to train: nothing to compare.")
     if answer not in comps:
         return report(False, "", f"answer with one of the target sets: {', '.join(map(repr, comps))}.")
     best = max(comps, key=lambda t: comps[t].diff)
@@ -116,7 +126,9 @@ def check_strategy_choice(answer, by_seed: dict, target: str = "cat/dog small") 
     ``by_seed[(target, strategy)]`` is the list of ``run_strategy`` results (or their ``val_correct``) over
     the seeds. The validation images of all seeds are pooled (a seed fixes the split, the same for every
     strategy), and ``tl.stats.choose`` judges: any strategy that ties with the best is right; the course's
-    rule takes the cheapest of those.
+    rule takes the cheapest of those, and only that answer is right (the exercise asks for the rule).
+    Runs that failed to train (``trained`` False) are left out; when that leaves the strategies different
+    numbers of images, they are compared unpaired.
     """
     import torch
 
@@ -125,15 +137,19 @@ def check_strategy_choice(answer, by_seed: dict, target: str = "cat/dog small") 
     runs = {s: v for (t, s), v in by_seed.items() if t == target} if isinstance(by_seed, dict) else {}
     if not runs:
         return report(False, "", f"pass the notebook's `by_seed` dict, which holds the runs of {target!r}.")
+    ok = {s: [r for r in v if not isinstance(r, dict) or r.get("trained", True)] for s, v in runs.items()}
     pooled = {
-        s: torch.cat([r["val_correct"] if isinstance(r, dict) else r for r in runs[s]])
-        for s in sorted(runs, key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else len(STRATEGIES))
+        s: torch.cat([r["val_correct"] if isinstance(r, dict) else r for r in ok[s]])
+        for s in sorted(ok, key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else len(STRATEGIES))
+        if ok[s]
     }
     choice = _norm(answer) if answer else None
     return judge_choice(
         choice,
         pooled,
         on="validation",
-        what=f"strategies (pooled over {len(runs[next(iter(runs))])} seeds)",
+        what="strategies (pooled over the seeds whose runs trained)",
+        paired=len({len(v) for v in pooled.values()}) == 1,
         why_first=" (cheaper: fewer trainable parameters)",
+        rule_only=True,
     )
