@@ -146,6 +146,11 @@ def test_biggest_gain_judged_with_margins(capsys):
     capsys.readouterr()
     assert not check_biggest_gain(runs, "b") and "failed to train" in capsys.readouterr().out
     assert check_biggest_gain(runs, "a")
+    # every target has a failed run (quick mode's one epoch): nothing to compare, and None says so
+    runs["a", FFT] = dict(runs["a", FFT], trained=False)
+    capsys.readouterr()
+    assert not check_biggest_gain(runs, "a") and "answer None" in capsys.readouterr().out
+    assert check_biggest_gain(runs, None)
 
 
 def test_strategy_choice_is_judged_on_validation(capsys):

@@ -88,12 +88,16 @@ def check_biggest_gain(
         }
     except (AttributeError, KeyError, TypeError, ValueError):
         return report(False, "", "pass the notebook's `runs` dict (runs[target, strategy]) as the first argument.")
+    if not comps:
+        if answer is None:
+            return report(True, "on every target set one of the two runs failed to train: nothing to compare.", "")
+        return report(
+            False, "", "on every target set one of the two runs failed to train: nothing to compare (answer None)."
+        )
     if answer in failed:
         return report(
             False, "", f"on {answer!r} a run failed to train, so its gain says nothing; answer among {list(comps)}."
         )
-    if not comps:
-        return report(False, "", "on every target set one of the two runs failed to train: nothing to compare.")
     if answer not in comps:
         return report(False, "", f"answer with one of the target sets: {', '.join(map(repr, comps))}.")
     best = max(comps, key=lambda t: comps[t].diff)
