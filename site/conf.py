@@ -56,17 +56,17 @@ _NOTEBOOKS_REAL = (SITE / "notebooks").resolve()
 _sphinx_relfn2path = BuildEnvironment.relfn2path
 
 
-# Files of the repository that a site page shows through `{include}`: a link to one (from a notebook or from
-# another included file, e.g. `../docs/which_model.md`) leads to its page. A link to any other file outside
-# site/ (results .json, .png, other .md) becomes a download of that file.
+# Files of the repository that a site page (named by its docname) shows through `{include}`: a link to one
+# (from a notebook or another included file, e.g. `../docs/which_model.md`) leads to its page. A link to any
+# other file outside site/ (results .json, .png, other .md) becomes a download of that file.
 PAGES = {
-    "docs/CONTRIBUTING.md": "contributing.md",
-    "docs/course_backbone.md": "course_backbone.md",
-    "docs/instructor.md": "instructor.md",
-    "docs/performance.md": "performance.md",
-    "docs/which_model.md": "which_model.md",
-    "benchmarks/results/perf.md": "perf_workflow.md",
-    "benchmarks/results/peers.md": "peers.md",
+    "docs/CONTRIBUTING.md": "contributing",
+    "docs/course_backbone.md": "course_backbone",
+    "docs/instructor.md": "instructor",
+    "docs/performance.md": "performance",
+    "docs/which_model.md": "which_model",
+    "benchmarks/results/perf.md": "perf_workflow",
+    "benchmarks/results/peers.md": "peers",
 }
 
 
@@ -86,8 +86,9 @@ _sphinx_path2doc = BuildEnvironment.path2doc
 def _path2doc(self, filename):
     """The page that includes a repository file, for links to it (includes themselves use relfn2path)."""
     real = Path(filename).resolve()
-    if real.is_relative_to(ROOT) and real.relative_to(ROOT).as_posix() in PAGES:
-        return PAGES[real.relative_to(ROOT).as_posix()].removesuffix(".md")
+    page = PAGES.get(real.relative_to(ROOT).as_posix()) if real.is_relative_to(ROOT) else None
+    if page:
+        return page
     if not Path(filename).is_relative_to(self.srcdir) and not real.is_relative_to(_NOTEBOOKS_REAL):
         return None
     return _sphinx_path2doc(self, filename)

@@ -226,32 +226,31 @@ def cmd_measure(paths, weights: str = "course"):
     out = ROOT / "docs" / "notebook_budgets.json"
     data = json.loads(out.read_text()) if out.exists() else {}
     old = os.environ.get("TLHELPERS_WEIGHTS")
-    asked = weights
     if weights != "lite0":
         os.environ["TLHELPERS_WEIGHTS"] = weights
     try:
         for p in paths:
-            weights = "lite0" if loads_lite0(p) else asked
-            if weights == "lite0" and asked != "lite0":
+            w = "lite0" if loads_lite0(p) else weights
+            if w != weights:
                 print(f"{p.name} loads ImageNet Lite0 by name: measured and recorded as lite0")
             nb, sec, gb = execute(p, quick=False)
             EXECUTED.mkdir(exist_ok=True)
             nbformat.write(nb, EXECUTED / p.name)  # to read the full-mode outputs against the prose
-            if weights == "lite0":  # such a notebook has one version: older backbones' figures are stale
+            if w == "lite0":  # such a notebook has one version: older backbones' figures are stale
                 data[p.name] = {}
-            data.setdefault(p.name, {})[weights] = {
+            data.setdefault(p.name, {})[w] = {
                 "seconds_full_mode": round(sec, 1),
                 "peak_ram_gb": round(gb, 2),
                 "cpus": os.cpu_count(),
                 "measured": time.strftime("%Y-%m-%d"),
             }
-            if weights == "imagenet" and not genuine_imagenet_file():
-                data[p.name][weights]["note"] = (
+            if w == "imagenet" and not genuine_imagenet_file():
+                data[p.name][w]["note"] = (
                     "timed with a stand-in weights file of the same shapes (no network "
                     "here): the runtime and memory are real, the accuracies were not"
                 )
             write_budget(p, data[p.name])
-            print(f"{p.name} ({weights}): {sec:.0f}s, peak RAM {gb:.2f} GB")
+            print(f"{p.name} ({w}): {sec:.0f}s, peak RAM {gb:.2f} GB")
             out.parent.mkdir(exist_ok=True)
             out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     finally:
